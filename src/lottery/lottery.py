@@ -1,0 +1,153 @@
+"""The IMP driver: levels of train → prune → rewind, with controls at every level.
+
+Level 0 trains the dense network of each seed (saving its weights at `rewind_step`). Level L
+prunes the IMP ticket of level L-1 by magnitude, rewinds the survivors to the step-k weights
+and retrains. The controls at level L are defined by that level's IMP mask:
+  reinit        the same mask, fresh weights from the same init distribution (own seed);
+  random_prune  a random mask with the same per-layer counts, the ticket's rewind weights.
+All units of one level (seeds × branches) are trained together as one vectorised group;
+the branches of a seed share its data order (paired design).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lottery import masks as masks_lib
+from lottery import models, pruning
+from lottery.config import ConfigError, ExperimentConfig, to_steps
+from lottery.data import Dataset, load_dataset
+from lottery.seeds import derive
+from lottery.store import RunStore, Unit, default_root
+from lottery.train import Replicate, train
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to execute (never what to compute: none of this enters the config hash)."""
+
+    store: Path = None
+    data_dir: str | None = None
+    checkpoint_every: int = 500  # steps between in-training checkpoints
+    vectorise: bool = True  # train each level's units as one program
+
+
+class Reporter:
+    """Progress hooks; the CLI supplies a rich one, the API a silent one."""
+
+    def start(self, total_units: int, done_units: int) -> None: ...
+    def group(self, description: str, total_steps: int) -> None: ...
+    def step(self, step: int, total: int) -> None: ...
+    def units_done(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+def level_units(cfg: ExperimentConfig, level: int) -> list[Unit]:
+    branches = ["imp"] if level == 0 else list(cfg.branches)
+    return [Unit(level, b, s) for s in cfg.seeds for b in branches]
+
+
+class Experiment:
+    """One config's IMP run over a store; `run()` does whatever is not done yet."""
+
+    def __init__(self, cfg: ExperimentConfig, options: RunOptions = RunOptions(), data: Dataset | None = None,
+                 reporter: Reporter | None = None):
+        self.cfg, self.options = cfg, options
+        self.reporter = reporter or Reporter()
+        self.data = data if data is not None else load_dataset(cfg.data, options.data_dir)
+        self.template = models.build(cfg.model.name, self.data.input_shape, self.data.num_classes, seed=0)
+        self.prunable = masks_lib.prunable_names(self.template)
+        steps_per_epoch = len(self.data.train_x) / cfg.train.batch_size
+        self.total_steps = to_steps(cfg.train.length, steps_per_epoch)
+        self.rewind_step = to_steps(cfg.rewind_step, steps_per_epoch)
+        if self.rewind_step > self.total_steps:
+            raise ConfigError(f"rewind_step={cfg.rewind_step} ({self.rewind_step} steps) is past the end of "
+                              f"training ({self.total_steps} steps)")
+        self.store = RunStore.create(options.store or default_root(), cfg)
+        self._imp_masks: dict[tuple[int, int], dict] = {}
+
+    # --- what each unit starts from --------------------------------------------------------
+    def initial_weights(self, seed: int) -> dict[str, torch.Tensor]:
+        model = models.build(self.cfg.model.name, self.data.input_shape, self.data.num_classes, seed)
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def imp_mask(self, level: int, seed: int) -> dict[str, torch.Tensor]:
+        """The ticket's mask at `level`: the previous level's trained ticket, magnitude-pruned."""
+        if (level, seed) not in self._imp_masks:
+            if level == 0:
+                mask = masks_lib.dense(self.initial_weights(seed), self.prunable)
+            else:
+                prev = Unit(level - 1, "imp", seed)
+                p = self.cfg.prune
+                mask = pruning.magnitude(self.store.weights(prev, "final"), self.store.mask(prev),
+                                         rate=p.rate, output_rate=p.output_rate, scope=p.scope)
+            self._imp_masks[(level, seed)] = mask
+        return self._imp_masks[(level, seed)]
+
+    def prepare(self, unit: Unit) -> tuple[Replicate, dict]:
+        """The unit's starting weights, mask and data seed, plus the seeds it used (recorded)."""
+        seeds = {"model_seed": derive(unit.seed, "init"), "data_seed": derive(unit.seed, "data"), "control_seed": None}
+        mask = self.imp_mask(unit.level, unit.seed)
+        if unit.level == 0:
+            start = self.initial_weights(seeds["model_seed"])
+        elif unit.branch == "reinit":
+            seeds["control_seed"] = derive(unit.seed, "reinit", unit.level)
+            start = self.initial_weights(seeds["control_seed"])
+        else:
+            start = self.store.weights(Unit(0, "imp", unit.seed), "rewind")
+            if unit.branch == "random_prune":
+                seeds["control_seed"] = derive(unit.seed, "random_prune", unit.level)
+                mask = pruning.random_like(mask, torch.Generator().manual_seed(seeds["control_seed"]))
+        return Replicate(masks_lib.apply(start, mask), mask, seeds["data_seed"]), seeds
+
+    # --- running ---------------------------------------------------------------------------
+    def run(self) -> Path:
+        all_units = [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)]
+        self.reporter.start(len(all_units), sum(self.store.is_done(u) for u in all_units))
+        try:
+            for level in range(self.cfg.levels + 1):
+                todo = [u for u in level_units(self.cfg, level) if not self.store.is_done(u)]
+                groups = [todo] if self.options.vectorise else [[u] for u in todo]
+                for group in filter(None, groups):
+                    self._train_group(group)
+        finally:
+            self.reporter.finish()
+            self.store.unlock()
+        return self.store.run_dir
+
+    def _train_group(self, group: list[Unit]) -> None:
+        level = group[0].level
+        prepared = [self.prepare(u) for u in group]
+        name = f"level_{level:02d}-" + derive(0, *[u.key for u in group]).to_bytes(8, "big").hex()
+        checkpoint = self.store.checkpoint(name)
+        branches = sorted({u.branch for u in group}, key=self.cfg.branches.index)
+        seeds = sorted({u.seed for u in group})
+        self.reporter.group(f"level {level}/{self.cfg.levels} · {'+'.join(branches)} · seeds {','.join(map(str, seeds))}",
+                            self.total_steps)
+        results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
+                        snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
+                        checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step)
+        for unit, (rep, seeds_used), res in zip(group, prepared, results):
+            weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
+            if level == 0:
+                weights["rewind"] = res.snapshots[self.rewind_step]
+            self.store.write_unit(unit, weights, res.history, self._summary(unit, rep, res, seeds_used))
+        checkpoint.remove()
+        self.reporter.units_done(len(group))
+
+    def _summary(self, unit: Unit, rep: Replicate, res, seeds_used: dict) -> dict:
+        return {
+            "experiment": self.cfg.hash(), "branch": unit.branch, "level": unit.level, "seed": unit.seed,
+            "fraction_remaining": masks_lib.fraction_remaining(rep.mask),
+            "test_acc_end": res.test_acc_end, "test_acc_early_stop": res.test_acc_early_stop,
+            "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
+            "steps": res.steps, "train_seconds": res.train_seconds, "group_size": res.extra["group_size"],
+            "rewind_step": self.rewind_step,
+            "density": masks_lib.density(rep.mask), **seeds_used,
+        }
+
+
+def run(cfg: ExperimentConfig, options: RunOptions = RunOptions(), **kwargs) -> Path:
+    """Run (or resume) an experiment; returns its run directory."""
+    return Experiment(cfg, options, **kwargs).run()

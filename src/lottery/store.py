@@ -1,0 +1,175 @@
+"""Content-addressed run directories: the config's hash names the directory.
+
+    <store>/<hash>/config.json                    the hashed config (what makes the experiment)
+    <store>/<hash>/units/level_03/imp/seed_0/     one training unit:
+        mask.safetensors, init.safetensors, final.safetensors (rewind.safetensors at level 0)
+        metrics.jsonl (one row per evaluation), summary.json, DONE (written last)
+    <store>/<hash>/checkpoints/                   in-training checkpoints of unfinished groups
+    <store>/<hash>/results.csv, accuracy.png      derived outputs, rebuilt from the units
+
+Every file is written to a temporary name and renamed into place, and DONE is written last,
+so a unit is either complete or absent no matter when the process dies. A lock file keeps a
+second process out of a run directory while one is writing it.
+"""
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from lottery.config import ExperimentConfig
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (unwritable, locked, or holds a different experiment)."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("LOTTERY_STORE", "runs"))
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    level: int
+    branch: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"level_{self.level:02d}/{self.branch}/seed_{self.seed}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+class Checkpoint:
+    """One in-training checkpoint file: tensors plus a JSON string, saved atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_tensors(self.path, tensors, {"meta": meta})
+
+    def load(self):
+        if not self.path.exists():
+            return None
+        with safe_open(str(self.path), framework="pt") as f:
+            meta = f.metadata()["meta"]
+        return load_file(str(self.path)), meta
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._lock_file = None
+
+    # --- opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, config: ExperimentConfig) -> "RunStore":
+        """The run directory of `config` under `root`, created if new, locked for writing."""
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(f"store {str(root)!r} is not writable: {e.strerror or e}") from None
+        store = cls(root / config.hash())
+        store.run_dir.mkdir(exist_ok=True)
+        store.lock()
+        cfg_path = store.run_dir / "config.json"
+        text = json.dumps(config.hashed_dict(), sort_keys=True, indent=2)
+        if cfg_path.exists():
+            if json.loads(cfg_path.read_text()) != json.loads(text):
+                raise StoreError(f"{store.run_dir} holds a different experiment (hash collision?); refusing to mix them")
+        else:
+            atomic_write_bytes(cfg_path, text.encode())
+        return store
+
+    @classmethod
+    def find(cls, name: str, root: Path | None = None) -> "RunStore":
+        """A run by directory path, or by hash (or unique hash prefix) in the store."""
+        path = Path(name)
+        if (path / "config.json").exists():
+            return cls(path)
+        root = Path(root) if root else default_root()
+        matches = sorted(p for p in root.glob(f"{name}*") if (p / "config.json").exists()) if root.is_dir() else []
+        if len(matches) == 1:
+            return cls(matches[0])
+        if not matches:
+            raise StoreError(f"no run {name!r}: give a run directory or a hash in store {str(root)!r}")
+        raise StoreError(f"{name!r} matches {len(matches)} runs; give more of the hash")
+
+    def lock(self) -> None:
+        self._lock_file = open(self.run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"run {self.run_dir} is being written by another process; "
+                             "wait for it to finish or stop it first") from None
+
+    def unlock(self) -> None:
+        if self._lock_file:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def config(self) -> ExperimentConfig:
+        return ExperimentConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+
+    # --- units -----------------------------------------------------------------------------
+    def unit_dir(self, unit: Unit) -> Path:
+        return self.run_dir / "units" / unit.key
+
+    def is_done(self, unit: Unit) -> bool:
+        return (self.unit_dir(unit) / "DONE").exists()
+
+    def write_unit(self, unit: Unit, weights: dict[str, dict[str, torch.Tensor]], history: list[dict], summary: dict) -> None:
+        """All of a unit's files, then DONE. `weights` maps file stem → tensors."""
+        d = self.unit_dir(unit)
+        d.mkdir(parents=True, exist_ok=True)
+        for stem, tensors in weights.items():
+            atomic_write_tensors(d / f"{stem}.safetensors", tensors)
+        atomic_write_bytes(d / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
+        atomic_write_bytes(d / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+        atomic_write_bytes(d / "DONE", b"")
+
+    def weights(self, unit: Unit, stem: str) -> dict[str, torch.Tensor]:
+        return load_file(str(self.unit_dir(unit) / f"{stem}.safetensors"))
+
+    def mask(self, unit: Unit) -> dict[str, torch.Tensor]:
+        return {n: t.bool() for n, t in self.weights(unit, "mask").items()}
+
+    def summaries(self) -> list[dict]:
+        """summary.json of every finished unit."""
+        return [json.loads((p.parent / "summary.json").read_text())
+                for p in sorted((self.run_dir / "units").glob("level_*/*/seed_*/DONE"))]
+
+    def history(self, unit: Unit) -> list[dict]:
+        return [json.loads(line) for line in (self.unit_dir(unit) / "metrics.jsonl").read_text().splitlines()]
+
+    def checkpoint(self, name: str) -> Checkpoint:
+        return Checkpoint(self.run_dir / "checkpoints" / f"{name}.safetensors")

@@ -1,0 +1,297 @@
+"""The training loop, for a *group* of replicates of one architecture trained as one program.
+
+A group is laid out [S, R]: S data streams (one per experiment seed) × R replicates sharing
+each stream (the branches of that seed: ticket and controls see the same batches, a paired
+design). Parameters, masks and optimiser state are stacked along those two dimensions and the
+model runs under `vmap(functional_call)`, so the shared batch meets all R replicates' weights
+in one wide matrix product. One replicate alone is simply S = R = 1.
+
+Why this is exact per replicate: the loss is the sum of each replicate's mean loss, so each
+replicate's gradient is its own; Adam and SGD (momentum, Nesterov, coupled weight decay) are
+elementwise, so a stacked optimiser is the per-replicate optimisers side by side.
+
+Why pruned weights stay exactly 0.0: their gradients are zeroed before every step and the
+optimiser state starts fresh at every level, so momentum and Adam moments stay 0 there, and
+weight decay of a zero weight is zero. Nothing can move them (tests check it bit for bit).
+"""
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from lottery.config import TrainConfig, to_steps
+from lottery.data import Dataset
+from lottery.seeds import derive
+
+EVAL_CHUNK = 10_000
+
+
+@dataclass
+class Replicate:
+    """One training unit's inputs: starting weights (already masked), its mask, its data seed."""
+
+    init: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    data_seed: int
+
+
+@dataclass
+class ReplicateResult:
+    final: dict[str, torch.Tensor]
+    snapshots: dict[int, dict[str, torch.Tensor]]  # step → weights (e.g. the rewind point)
+    history: list[dict]  # one row per evaluation: step, train_loss, val_loss, val_acc
+    early_stop_step: int
+    val_acc_end: float
+    test_acc_end: float
+    test_acc_early_stop: float
+    train_seconds: float  # the group's wall time divided by its size
+    steps: int
+    extra: dict = field(default_factory=dict)
+
+
+class DataOrder:
+    """Which training examples each data stream sees at each step.
+
+    The examples form an endless stream of epochs, each a fresh permutation drawn from
+    (data_seed, epoch) alone, so any step's batch is known without replaying the ones before
+    (resuming needs no RNG state) and each seed's order is reproducible from its seed.
+    """
+
+    def __init__(self, n: int, batch_size: int, data_seeds: list[int]):
+        self.n, self.batch_size, self.data_seeds = n, batch_size, list(data_seeds)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def permutation(self, epoch: int) -> torch.Tensor:  # [S, n]
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = torch.stack([
+                torch.randperm(self.n, generator=torch.Generator().manual_seed(derive(s, "epoch", epoch)))
+                for s in self.data_seeds])
+        return self._cache[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:  # [S, batch_size]
+        start = step * self.batch_size
+        first, last = start // self.n, (start + self.batch_size - 1) // self.n
+        if first == last:
+            offset = start - first * self.n
+            return self.permutation(first)[:, offset: offset + self.batch_size]
+        pos = torch.arange(start, start + self.batch_size)
+        return torch.cat([self.permutation(e)[:, (pos[pos // self.n == e] % self.n)] for e in (first, last)], dim=1)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: float) -> float:
+    """The schedule as a pure function of the step (so resuming needs no scheduler state)."""
+    warmup = to_steps(cfg.warmup, steps_per_epoch)
+    if warmup and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "step":
+        passed = sum(step >= to_steps(m, steps_per_epoch) for m in cfg.milestones)
+        return cfg.lr * cfg.gamma ** passed
+    if cfg.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr
+
+
+def make_optimizer(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    """Adam or SGD over the stacked tensors; fused kernels where this torch has them."""
+    def build(**impl):
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay, **impl)
+    try:
+        return build(fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return build(foreach=True)
+
+
+class GroupTrainer:
+    """Trains an [S, R] group of replicates; see the module docstring."""
+
+    def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
+                 *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
+                 progress=None):
+        self.template = copy.deepcopy(template).to("meta")  # structure only; weights come from the stacks
+        self.data, self.cfg = data, cfg
+        self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
+        self.S, self.R, self.order = _layout(replicates)
+        self.K = self.S * self.R
+        ordered = [replicates[i] for i in self.order]
+        self.names = list(ordered[0].init)
+        self.params = {n: torch.stack([r.init[n] for r in ordered]).reshape(self.S, self.R, *ordered[0].init[n].shape)
+                       .clone().requires_grad_(True) for n in self.names}
+        self.masks = {n: torch.stack([r.mask[n] for r in ordered]).reshape(self.S, self.R, *ordered[0].mask[n].shape)
+                      .to(self.params[n].dtype) for n in ordered[0].mask}
+        spe = len(data.train_x) / cfg.batch_size
+        self.steps_per_epoch = spe
+        self.total = to_steps(cfg.length, spe)
+        every = to_steps(cfg.eval_every, spe)
+        self.eval_steps = sorted(set(range(0, self.total, max(1, every))) | {self.total})
+        self.snapshot_steps = sorted(set(s for s in snapshot_steps if 0 <= s <= self.total))
+        self.data_order = DataOrder(len(data.train_x), cfg.batch_size, [ordered[s * self.R].data_seed for s in range(self.S)])
+        self.optimizer = make_optimizer(cfg, list(self.params.values()))
+
+        def one(p, x):
+            return functional_call(self.template, p, (x,))
+        self._forward = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))  # [S,R] params, [S,B] data
+        self._shared_forward = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, None))  # all see one batch
+
+    # --- pieces ----------------------------------------------------------------------------
+    def _evaluate(self, params, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and accuracy of every replicate on (x, y): two [S, R] tensors."""
+        loss = torch.zeros(self.S, self.R, dtype=torch.float64)
+        correct = torch.zeros(self.S, self.R, dtype=torch.float64)
+        with torch.inference_mode():
+            for i in range(0, len(x), EVAL_CHUNK):
+                xb, yb = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
+                logits = self._shared_forward(params, xb)  # [S, R, B, C]
+                flat = logits.reshape(-1, logits.shape[-1])
+                target = yb.expand(self.S, self.R, len(yb)).reshape(-1)
+                loss += nn.functional.cross_entropy(flat, target, reduction="none").view(self.S, self.R, -1).double().sum(-1)
+                correct += (logits.argmax(-1) == yb).double().sum(-1)
+        return loss / len(x), correct / len(x)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.params.items()}
+
+    # --- checkpointing ---------------------------------------------------------------------
+    def _save(self):
+        tensors = {f"param.{n}": p.detach() for n, p in self.params.items()}
+        tensors.update({f"best.{n}": t for n, t in self.best.items()})
+        tensors["best_loss"], tensors["best_step"] = self.best_loss, self.best_step
+        tensors["train_loss_sum"] = self.train_loss_sum
+        for step, snap in self.snapshots.items():
+            tensors.update({f"snap.{step}.{n}": t for n, t in snap.items()})
+        for i, st in self.optimizer.state_dict()["state"].items():
+            tensors.update({f"opt.{i}.{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
+        meta = {"step": self.step, "last_eval": self.last_eval, "history": self.history,
+                "snapshot_steps": list(self.snapshots)}
+        self.checkpoint.save(tensors, json.dumps(meta))
+
+    def _restore(self) -> bool:
+        loaded = self.checkpoint.load() if self.checkpoint else None
+        if loaded is None:
+            return False
+        tensors, meta = loaded
+        meta = json.loads(meta)
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(tensors[f"param.{n}"])
+        self.best = {n: tensors[f"best.{n}"] for n in self.names}
+        self.best_loss, self.best_step = tensors["best_loss"], tensors["best_step"]
+        self.train_loss_sum = tensors["train_loss_sum"]
+        self.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in self.names} for s in meta["snapshot_steps"]}
+        state = self.optimizer.state_dict()
+        for i, _ in enumerate(self.params):
+            keys = {k.split(".", 2)[2] for k in tensors if k.startswith(f"opt.{i}.")}
+            if keys:
+                state["state"][i] = {k: tensors[f"opt.{i}.{k}"] for k in keys}
+        self.optimizer.load_state_dict(state)
+        self.step, self.last_eval, self.history = meta["step"], meta["last_eval"], meta["history"]
+        return True
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(self) -> list[ReplicateResult]:
+        d, cfg = self.data, self.cfg
+        self.step, self.last_eval, self.history = 0, 0, []
+        self.best_loss = torch.full((self.S, self.R), math.inf, dtype=torch.float64)
+        self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
+        self.best = self._snapshot()
+        self.snapshots = {}
+        self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64)
+        resumed = self._restore()
+        params, grads_masked = list(self.params.values()), [self.params[n] for n in self.masks]
+        mask_list = [self.masks[n] for n in self.masks]
+        started = time.perf_counter()
+        if not resumed:
+            self._maybe_snapshot()
+        while True:
+            if self.step in self.eval_steps and (not self.history or self.history[-1]["step"] != self.step):
+                self._eval_point(self.step - self.last_eval)
+                self.last_eval = self.step
+            if self.step >= self.total:
+                break
+            idx = self.data_order.indices(self.step)
+            x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
+            logits = self._forward(self.params, x)  # [S, R, B, C]
+            per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                              y[:, None, :].expand(self.S, self.R, -1).reshape(-1),
+                                              reduction="none").view(self.S, self.R, -1).mean(-1)
+            self.optimizer.zero_grad(set_to_none=True)
+            per.sum().backward()
+            torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
+            for g in self.optimizer.param_groups:
+                g["lr"] = learning_rate(cfg, self.step, self.total, self.steps_per_epoch)
+            self.optimizer.step()
+            self.train_loss_sum += per.detach().double()
+            self.step += 1
+            self._maybe_snapshot()
+            if self.progress:
+                self.progress(self.step, self.total)
+            if self.checkpoint and self.step % self.checkpoint_every == 0 and self.step < self.total:
+                self._save()
+        if self.checkpoint:
+            self._save()  # the finished state: a crash while writing results costs no retraining
+        seconds = time.perf_counter() - started
+        return self._results(seconds)
+
+    def _maybe_snapshot(self):
+        if self.step in self.snapshot_steps and self.step not in self.snapshots:
+            self.snapshots[self.step] = self._snapshot()
+
+    def _eval_point(self, steps_since: int):
+        with torch.no_grad():
+            val_loss, val_acc = self._evaluate(self.params, self.data.val_x, self.data.val_y)
+            improved = val_loss < self.best_loss
+            self.best_loss = torch.where(improved, val_loss, self.best_loss)
+            self.best_step = torch.where(improved, torch.tensor(self.step), self.best_step)
+            for n in self.names:
+                sel = improved.view(self.S, self.R, *[1] * (self.best[n].dim() - 2))
+                self.best[n] = torch.where(sel, self.params[n].detach(), self.best[n])
+        train_loss = (self.train_loss_sum / steps_since) if steps_since else torch.full_like(val_loss, math.nan)
+        self.train_loss_sum.zero_()
+        self.history.append({"step": self.step, "train_loss": train_loss.flatten().tolist(),
+                             "val_loss": val_loss.flatten().tolist(), "val_acc": val_acc.flatten().tolist()})
+
+    def _results(self, seconds: float) -> list[ReplicateResult]:
+        d = self.data
+        with torch.no_grad():
+            _, test_end = self._evaluate(self.params, d.test_x, d.test_y)
+            _, test_best = self._evaluate(self.best, d.test_x, d.test_y)
+        out = [None] * self.K
+        for k in range(self.K):
+            s, r = divmod(k, self.R)
+            out[self.order[k]] = ReplicateResult(
+                final={n: p[s, r].detach().clone() for n, p in self.params.items()},
+                snapshots={st: {n: t[s, r].clone() for n, t in snap.items()} for st, snap in self.snapshots.items()},
+                history=[{"step": h["step"], "train_loss": h["train_loss"][k], "val_loss": h["val_loss"][k],
+                          "val_acc": h["val_acc"][k]} for h in self.history],
+                early_stop_step=int(self.best_step[s, r]),
+                val_acc_end=self.history[-1]["val_acc"][k],
+                test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
+                train_seconds=seconds / self.K, steps=self.total, extra={"group_size": self.K})
+        return out
+
+
+def _layout(replicates: list[Replicate]) -> tuple[int, int, list[int]]:
+    """Arrange replicates as [S, R] by data seed; uneven groups fall back to one stream each."""
+    by_seed: dict[int, list[int]] = {}
+    for i, r in enumerate(replicates):
+        by_seed.setdefault(r.data_seed, []).append(i)
+    sizes = {len(v) for v in by_seed.values()}
+    if len(sizes) == 1:
+        return len(by_seed), sizes.pop(), [i for v in by_seed.values() for i in v]
+    return len(replicates), 1, list(range(len(replicates)))
+
+
+def train(template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig, **kwargs) -> list[ReplicateResult]:
+    """Train `replicates` of `template`'s architecture together; results in the input order."""
+    return GroupTrainer(template, replicates, data, cfg, **kwargs).run()
