@@ -117,9 +117,10 @@ def cmd_show(args) -> int:
     if args.csv:
         df.to_csv(sys.stdout, index=False)
         return 0
-    t = Table(title=f"{store.run_dir}  (mean ± std over seeds; accuracies in %)")
-    for col in ("branch", "level", "% remaining", "seeds", "test acc (early stop)", "test acc (end)", "early-stop step"):
-        t.add_column(col, justify="left" if col == "branch" else "right")
+    t = Table(title="test accuracy (%), mean ± std over seeds", caption=str(store.run_dir))
+    t.add_column("branch", no_wrap=True, min_width=12)
+    for col in ("level", "remain %", "n", "early stop", "end", "ES step"):
+        t.add_column(col, justify="right", no_wrap=True)
 
     def pm(row, m, scale=100, digits=2):
         std = row[f"{m}_std"]

@@ -143,6 +143,7 @@ class Experiment:
             "test_acc_end": res.test_acc_end, "test_acc_early_stop": res.test_acc_early_stop,
             "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
             "steps": res.steps, "train_seconds": res.train_seconds, "group_size": res.extra["group_size"],
+            "resumed_from_step": res.extra["resumed_from_step"],
             "rewind_step": self.rewind_step,
             "density": masks_lib.density(rep.mask), **seeds_used,
         }

@@ -5,7 +5,7 @@ import pandas as pd
 from lottery.store import RunStore
 
 COLUMNS = ["experiment", "branch", "level", "seed", "fraction_remaining", "test_acc_end", "test_acc_early_stop",
-           "val_acc_end", "early_stop_step", "steps", "train_seconds", "group_size", "rewind_step",
+           "val_acc_end", "early_stop_step", "steps", "train_seconds", "group_size", "resumed_from_step", "rewind_step",
            "model_seed", "data_seed", "control_seed"]
 
 

@@ -208,6 +208,7 @@ class GroupTrainer:
         self.snapshots = {}
         self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64)
         resumed = self._restore()
+        self.resumed_from_step = self.step
         params, grads_masked = list(self.params.values()), [self.params[n] for n in self.masks]
         mask_list = [self.masks[n] for n in self.masks]
         started = time.perf_counter()
@@ -277,7 +278,8 @@ class GroupTrainer:
                 early_stop_step=int(self.best_step[s, r]),
                 val_acc_end=self.history[-1]["val_acc"][k],
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
-                train_seconds=seconds / self.K, steps=self.total, extra={"group_size": self.K})
+                train_seconds=seconds / self.K, steps=self.total,
+                extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step})
         return out
 
 

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lottery.cli import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "lottery.cli", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "no-such-preset"], "unknown preset 'no-such-preset'"),
+    (["run", "synthetic-tiny", "--set", "train.lr=abc"], "train.lr='abc' is not a valid float"),
+    (["run", "synthetic-tiny", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers"),
+    (["run", "synthetic-tiny", "--branches", "imp,lucky"], "branches ['lucky'] are unknown"),
+    (["run", "lenet-mnist-quick", "--levels", "1"], "MNIST not found"),
+    (["run", "synthetic-tiny", "--set", "rewind_step=99ep"], "past the end of training"),
+    (["show", "deadbeef"], "no run 'deadbeef'"),
+])
+def test_user_mistakes_give_one_clear_line_and_exit_2(args, words, capsys, tmp_path):
+    code = main([*args, "--store", str(tmp_path / "store")] if args[0] == "run" else [*args, "--store", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err
+    assert "Traceback" not in err and err.startswith("lottery: error:")
+
+
+def test_unwritable_store(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "synthetic-tiny", "--store", str(blocker / "store")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["run", "--help"], ["show", "--help"], ["plot", "--help"], ["presets", "--help"]):
+        r = run_cli(*args)
+        assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_run_show_plot_end_to_end(tmp_path, capsys):
+    store = tmp_path / "store"
+    assert main(["run", "synthetic-tiny", "--store", str(store), "--quiet", "--levels", "2", "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    run_dir = Path(out[-1])
+    assert run_dir.parent == store and (run_dir / "results.csv").exists() and (run_dir / "accuracy.png").stat().st_size > 10_000
+    assert any("dense network (2 seeds)" in line for line in out)
+    assert main(["show", run_dir.name[:8], "--store", str(store)]) == 0
+    assert "random_prune" in capsys.readouterr().out
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").exists()
+    assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out

@@ -1,0 +1,67 @@
+import torch
+
+from lottery import pruning
+
+
+def weights_and_mask(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = {"a.weight": torch.randn(30, 20, generator=g), "b.weight": torch.randn(10, 30, generator=g),
+         "out.weight": torch.randn(5, 10, generator=g)}
+    m = {n: torch.rand(t.shape, generator=g) > 0.3 for n, t in w.items()}
+    return w, m
+
+
+def test_layerwise_removes_exact_count_of_remaining_and_smallest_first():
+    w, m = weights_and_mask()
+    new = pruning.magnitude(w, m, rate=0.2, output_rate=0.1, scope="layerwise")
+    for n, rate in (("a.weight", 0.2), ("b.weight", 0.2), ("out.weight", 0.1)):
+        alive = int(m[n].sum())
+        assert int(new[n].sum()) == alive - pruning.prune_count(alive, rate)
+        assert not (new[n] & ~m[n]).any(), "pruning never revives a weight"
+        removed = m[n] & ~new[n]
+        assert w[n][removed].abs().max() <= w[n][new[n]].abs().min()
+
+
+def test_global_one_threshold_output_layer_at_its_own_rate():
+    w, m = weights_and_mask(1)
+    new = pruning.magnitude(w, m, rate=0.3, output_rate=0.1, scope="global")
+    pooled = ["a.weight", "b.weight"]
+    alive = sum(int(m[n].sum()) for n in pooled)
+    assert sum(int(new[n].sum()) for n in pooled) == alive - pruning.prune_count(alive, 0.3)
+    out_alive = int(m["out.weight"].sum())
+    assert int(new["out.weight"].sum()) == out_alive - pruning.prune_count(out_alive, 0.1)
+    removed = torch.cat([w[n][m[n] & ~new[n]].abs() for n in pooled])
+    kept = torch.cat([w[n][new[n]].abs() for n in pooled])
+    assert removed.max() <= kept.min()
+    # one threshold means the layers lose different fractions
+    frac = [1 - int(new[n].sum()) / int(m[n].sum()) for n in pooled]
+    assert frac[0] != frac[1]
+
+
+def test_pure_and_deterministic_with_ties():
+    w = {"l.weight": torch.ones(4, 5), "o.weight": torch.ones(2, 4)}
+    m = {n: torch.ones_like(t, dtype=torch.bool) for n, t in w.items()}
+    before = {n: t.clone() for n, t in m.items()}
+    new = pruning.magnitude(w, m, rate=0.25, output_rate=0.5, scope="layerwise")
+    assert all(torch.equal(m[n], before[n]) for n in m), "inputs are not mutated"
+    # all scores tie: the lowest flat indices go first
+    assert new["l.weight"].flatten().tolist() == [False] * 5 + [True] * 15
+    assert new["o.weight"].flatten().tolist() == [False] * 4 + [True] * 4
+    again = pruning.magnitude(w, m, rate=0.25, output_rate=0.5, scope="layerwise")
+    assert all(torch.equal(new[n], again[n]) for n in new)
+
+
+def test_random_like_keeps_per_layer_counts_and_depends_on_seed():
+    _, m = weights_and_mask(2)
+    r1 = pruning.random_like(m, torch.Generator().manual_seed(5))
+    r2 = pruning.random_like(m, torch.Generator().manual_seed(6))
+    for n in m:
+        assert int(r1[n].sum()) == int(m[n].sum()) == int(r2[n].sum())
+    assert any(not torch.equal(r1[n], m[n]) for n in m)
+    assert any(not torch.equal(r1[n], r2[n]) for n in m)
+
+
+def test_prune_count_rounds_half_up_and_caps():
+    assert pruning.prune_count(10, 0.25) == 3
+    assert pruning.prune_count(235200, 0.2) == 47040
+    assert pruning.prune_count(3, 0.99) == 3
