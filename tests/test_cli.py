@@ -47,9 +47,12 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     run_dir = Path(out[-1])
     assert run_dir.parent == store and (run_dir / "results.csv").exists() and (run_dir / "accuracy.png").stat().st_size > 10_000
-    assert any("dense network (2 seeds)" in line for line in out)
+    assert any(line.startswith("Rule: the ticket matches") for line in out)
+    assert (run_dir / "report" / "report.html").exists()
     assert main(["show", run_dir.name[:8], "--store", str(store)]) == 0
     assert "random_prune" in capsys.readouterr().out
-    assert main(["plot", str(run_dir), "--out", str(tmp_path / "f.png")]) == 0
-    assert (tmp_path / "f.png").exists()
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "accuracy.png").exists() and (tmp_path / "figs" / "accuracy.svg").exists()
+    assert main(["status", str(run_dir)]) == 0
+    assert "14/14 units done (finished)" in capsys.readouterr().out
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out

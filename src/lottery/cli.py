@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -72,7 +73,8 @@ def resolve_config(args):
 
 def cmd_run(args) -> int:
     from lottery.analysis.plots import accuracy_figure
-    from lottery.analysis.summary import headline
+    from lottery.analysis.report import write_report
+    from lottery.analysis.verdict import verdicts
     from lottery.lottery import Experiment, RunOptions
     from lottery.progress import RichReporter
     from lottery.results import write_csv
@@ -84,66 +86,122 @@ def cmd_run(args) -> int:
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
                          vectorise=not args.no_vectorise)
-    reporter = RichReporter(enabled=not args.quiet)
-    exp = Experiment(cfg, options, reporter=reporter)
+    exp = Experiment(cfg, options, reporter=RichReporter(enabled=not args.quiet))
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
           f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}", file=sys.stderr)
     run_dir = exp.run()
-    df = write_csv(RunStore(run_dir))
-    accuracy_figure(df, run_dir / "accuracy.png")
-    for line in headline(df):
+    store = RunStore(run_dir)
+    df = write_csv(store)
+    vs = verdicts(df)
+    for line in [line for v in vs for line in v.lines()] + [vs[0].rule]:
         print(line)
-    print(f"table: {run_dir / 'results.csv'}\nfigure: {run_dir / 'accuracy.png'}")
+    accuracy_figure(df, run_dir)
+    html_path, _ = write_report([store], run_dir / "report")
+    print(f"table: {run_dir / 'results.csv'}\nfigure: {run_dir / 'accuracy.png'}\nreport: {html_path}")
     print(run_dir)
     return 0
 
 
-def _find(args):
+def _find_one(name, store):
     from lottery.store import RunStore
 
-    return RunStore.find(args.run, args.store)
+    return RunStore.find(name, store)
+
+
+def _find(args):
+    return _find_one(args.run, args.store)
+
+
+def _finished_table(store):
+    from lottery.results import table
+
+    df = table(store)
+    if df.empty:
+        raise UserError(f"run {store.run_dir} has no finished units yet")
+    return df
 
 
 def cmd_show(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from lottery.results import aggregate, table
+    from lottery.analysis.report import results_table
 
     store = _find(args)
-    df = table(store)
-    if df.empty:
-        raise UserError(f"run {store.run_dir} has no finished units yet")
+    df = _finished_table(store)
     if args.csv:
         df.to_csv(sys.stdout, index=False)
         return 0
-    t = Table(title="test accuracy (%), mean ± std over seeds", caption=str(store.run_dir))
-    t.add_column("branch", no_wrap=True, min_width=12)
-    for col in ("level", "remain %", "n", "early stop", "end", "ES step"):
-        t.add_column(col, justify="right", no_wrap=True)
-
-    def pm(row, m, scale=100, digits=2):
-        std = row[f"{m}_std"]
-        return f"{scale * row[f'{m}_mean']:.{digits}f}" + ("" if std != std else f" ± {scale * std:.{digits}f}")
-
-    for _, r in aggregate(df).iterrows():
-        t.add_row(r.branch, str(r.level), f"{100 * r.fraction_remaining:.1f}", str(r.n), pm(r, "test_acc_early_stop"),
-                  pm(r, "test_acc_end"), pm(r, "early_stop_step", 1, 0))
-    Console().print(t)
+    tbl = results_table(df)
+    t = Table(title="mean [95% CI] over seeds", caption=str(store.run_dir))
+    for i, col in enumerate(tbl.columns):
+        t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in tbl.itertuples(index=False):
+        t.add_row(*map(str, row))
+    Console(width=200).print(t)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from lottery.analysis.plots import accuracy_figure
-    from lottery.results import table
+    from lottery.analysis.plots import all_figures
+    from lottery.results import histories
 
     store = _find(args)
-    df = table(store)
-    if df.empty:
-        raise UserError(f"run {store.run_dir} has no finished units yet")
-    out = args.out or store.run_dir / "accuracy.png"
-    accuracy_figure(df, out)
-    print(out)
+    out = Path(args.out) if args.out else store.run_dir / "figures"
+    for path in all_figures(_finished_table(store), histories(store), out).values():
+        print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lottery.analysis.report import write_report
+
+    stores = [_find_one(name, args.store) for name in args.runs]
+    for s in stores:
+        _finished_table(s)
+    if not 0 < args.delta < 100:
+        raise UserError(f"--delta {args.delta} must be between 0 and 100 accuracy points")
+    html_path, md_path = write_report(stores, args.out, delta=args.delta / 100)
+    print(md_path)
+    print(html_path)
+    return 0
+
+
+def cmd_export(args) -> int:
+    store = _find(args)
+    df = _finished_table(store)
+    fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "csv")
+    if fmt == "parquet":
+        df.to_parquet(args.out, index=False)
+    else:
+        df.to_csv(args.out, index=False)
+    print(args.out)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from lottery.analysis.compare import compare_runs
+
+    a, b = _find_one(args.run_a, args.store), _find_one(args.run_b, args.store)
+    for line in compare_runs(a, b):
+        print(line)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from lottery.analysis.status import status_lines
+    from lottery.store import RunStore, default_root
+
+    if args.run:
+        stores = [_find(args)]
+    else:
+        root = default_root() if args.store is None else Path(args.store)
+        stores = [RunStore(p.parent) for p in sorted(root.glob("*/config.json"))] if root.is_dir() else []
+        if not stores:
+            raise UserError(f"no runs in store {str(root)!r}")
+    for s in stores:
+        for line in status_lines(s):
+            print(line)
     return 0
 
 
@@ -172,15 +230,38 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the named experiments", description="List the named experiments.")
     pr.set_defaults(func=cmd_presets)
 
-    for name, func, text in (("show", cmd_show, "table of a run's results"), ("plot", cmd_plot, "draw a run's figure")):
+    store_help = "store directory (default $LOTTERY_STORE or ./runs)"
+    run_help = "run directory, or its hash (prefix) in the store"
+    for name, func, text in (("show", cmd_show, "table of a run's results"),
+                             ("plot", cmd_plot, "draw a run's figures (PNG and SVG)"),
+                             ("export", cmd_export, "write a run's tidy table as CSV or Parquet"),
+                             ("status", cmd_status, "progress of a running or interrupted run, from the store")):
         s = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        s.add_argument("run", help="run directory, or its hash (prefix) in the store")
-        s.add_argument("--store", help="store directory (default $LOTTERY_STORE or ./runs)")
+        s.add_argument("run", nargs="?" if name == "status" else None, help=run_help)
+        s.add_argument("--store", help=store_help)
         if name == "show":
             s.add_argument("--csv", action="store_true", help="print the tidy table as CSV")
-        else:
-            s.add_argument("--out", help="output file (default RUN/accuracy.png)")
+        elif name == "plot":
+            s.add_argument("--out", help="output folder (default RUN/figures)")
+        elif name == "export":
+            s.add_argument("--out", required=True, help="output file (.csv or .parquet)")
+            s.add_argument("--format", choices=("csv", "parquet"), help="default: from the file name")
         s.set_defaults(func=func)
+
+    rp = sub.add_parser("report", help="HTML + Markdown report of one or more runs",
+                        description="Write DIR/report.html (self-contained) and DIR/report.md for one or more runs.")
+    rp.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
+    rp.add_argument("--out", required=True, help="output folder")
+    rp.add_argument("--delta", type=float, default=0.5, help="matching margin in accuracy points (default 0.5)")
+    rp.add_argument("--store", help=store_help)
+    rp.set_defaults(func=cmd_report)
+
+    cp = sub.add_parser("compare", help="where two runs differ: config and results side by side",
+                        description="Show the config differences of two runs and their results side by side.")
+    cp.add_argument("run_a", metavar="RUN_A", help=run_help)
+    cp.add_argument("run_b", metavar="RUN_B", help=run_help)
+    cp.add_argument("--store", help=store_help)
+    cp.set_defaults(func=cmd_compare)
     return p
 
 

@@ -9,6 +9,9 @@ All units of one level (seeds × branches) are trained together as one vectorise
 the branches of a seed share its data order (paired design).
 """
 
+import platform
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,15 @@ class Reporter:
     def step(self, step: int, total: int) -> None: ...
     def units_done(self, n: int) -> None: ...
     def finish(self) -> None: ...
+
+
+def environment() -> dict:
+    """What ran the experiment: versions, device, threads (recorded with every invocation)."""
+    import lottery
+
+    return {"lottery": lottery.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "device": "cpu", "threads": torch.get_num_threads(),
+            "argv": sys.argv}
 
 
 def level_units(cfg: ExperimentConfig, level: int) -> list[Unit]:
@@ -105,13 +117,20 @@ class Experiment:
     def run(self) -> Path:
         all_units = [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)]
         self.reporter.start(len(all_units), sum(self.store.is_done(u) for u in all_units))
+        started = time.time()
+        record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
+                  "units": len(all_units), "vectorise": self.options.vectorise, **environment()}
+        self.store.log_invocation({"event": "started", "time": started, **record})
+        outcome = "interrupted"
         try:
             for level in range(self.cfg.levels + 1):
                 todo = [u for u in level_units(self.cfg, level) if not self.store.is_done(u)]
                 groups = [todo] if self.options.vectorise else [[u] for u in todo]
                 for group in filter(None, groups):
                     self._train_group(group)
+            outcome = "finished"
         finally:
+            self.store.log_invocation({"event": outcome, "time": time.time(), "seconds": time.time() - started, **record})
             self.reporter.finish()
             self.store.unlock()
         return self.store.run_dir
@@ -137,6 +156,9 @@ class Experiment:
         self.reporter.units_done(len(group))
 
     def _summary(self, unit: Unit, rep: Replicate, res, seeds_used: dict) -> dict:
+        total = sum(t.numel() for t in rep.init.values())
+        alive = total - sum(int((~m).sum()) for m in rep.mask.values())
+        samples = res.steps * self.cfg.train.batch_size
         return {
             "experiment": self.cfg.hash(), "branch": unit.branch, "level": unit.level, "seed": unit.seed,
             "fraction_remaining": masks_lib.fraction_remaining(rep.mask),
@@ -144,7 +166,9 @@ class Experiment:
             "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
             "steps": res.steps, "train_seconds": res.train_seconds, "group_size": res.extra["group_size"],
             "resumed_from_step": res.extra["resumed_from_step"],
-            "rewind_step": self.rewind_step,
+            "rewind_step": self.rewind_step, "params_total": total, "params_alive": alive,
+            # forward + backward ≈ 6 FLOPs per weight per example; effective counts only unpruned weights
+            "train_flops_dense": 6 * total * samples, "train_flops_effective": 6 * alive * samples,
             "density": masks_lib.density(rep.mask), **seeds_used,
         }
 

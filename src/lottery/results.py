@@ -2,10 +2,12 @@
 
 import pandas as pd
 
-from lottery.store import RunStore
+from lottery.config import BRANCHES
+from lottery.store import RunStore, Unit
 
 COLUMNS = ["experiment", "branch", "level", "seed", "fraction_remaining", "test_acc_end", "test_acc_early_stop",
            "val_acc_end", "early_stop_step", "steps", "train_seconds", "group_size", "resumed_from_step", "rewind_step",
+           "params_total", "params_alive", "train_flops_dense", "train_flops_effective", "find_flops", "find_seconds",
            "model_seed", "data_seed", "control_seed"]
 
 
@@ -17,9 +19,34 @@ def table(store: RunStore) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else COLUMNS)
     if rows:
-        df = df.sort_values(["branch", "level", "seed"], kind="stable").reset_index(drop=True)
+        df = add_find_cost(df, store.config().prune.scope)
+        order = {b: i for i, b in enumerate(BRANCHES)}
+        df = df.sort_values(["branch", "level", "seed"], key=lambda c: c.map(order) if c.name == "branch" else c,
+                            kind="stable").reset_index(drop=True)
     return df
 
+
+def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
+    """`find_flops` / `find_seconds`: compute spent to produce a row's *mask*.
+
+    The IMP mask at level L needs the trainings of levels 0..L-1 of that seed; the reinit
+    control uses the same mask. A random mask at the ticket's layer counts costs nothing when
+    pruning is layerwise (the counts follow from the rates), and as much as IMP when it is
+    global (the counts come from the trained weights).
+    """
+    imp = df[df.branch == "imp"].sort_values("level")
+    cum = {}
+    for seed, g in imp.groupby("seed"):
+        flops = g.train_flops_effective.cumsum() - g.train_flops_effective
+        secs = g.train_seconds.cumsum() - g.train_seconds
+        cum.update({(seed, lv): (f, s) for lv, f, s in zip(g.level, flops, secs)})
+    free = scope == "layerwise"
+    costs = [(0.0, 0.0) if (b == "random_prune" and free) else cum.get((s, lv), (float("nan"), float("nan")))
+             for b, s, lv in zip(df.branch, df.seed, df.level)]
+    df = df.copy()
+    df["find_flops"] = [c[0] for c in costs]
+    df["find_seconds"] = [c[1] for c in costs]
+    return df
 
 def write_csv(store: RunStore) -> pd.DataFrame:
     df = table(store)
@@ -27,10 +54,13 @@ def write_csv(store: RunStore) -> pd.DataFrame:
     return df
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (branch, level): mean and standard deviation over seeds, and the number of seeds."""
-    metrics = ["test_acc_early_stop", "test_acc_end", "early_stop_step"]
-    g = df.groupby(["branch", "level"], sort=False)
-    out = g.agg(fraction_remaining=("fraction_remaining", "mean"), n=("seed", "count"),
-                **{f"{m}_mean": (m, "mean") for m in metrics}, **{f"{m}_std": (m, "std") for m in metrics})
-    return out.reset_index()
+def histories(store: RunStore) -> pd.DataFrame:
+    """Every evaluation of every finished unit: branch, level, seed, fraction_remaining, step, losses, val_acc."""
+    frames = []
+    for s in store.summaries():
+        rows = store.history(Unit(s["level"], s["branch"], s["seed"]))
+        f = pd.DataFrame(rows)
+        for key in ("branch", "level", "seed", "fraction_remaining"):
+            f[key] = s[key]
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

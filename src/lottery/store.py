@@ -171,5 +171,16 @@ class RunStore:
     def history(self, unit: Unit) -> list[dict]:
         return [json.loads(line) for line in (self.unit_dir(unit) / "metrics.jsonl").read_text().splitlines()]
 
+    def log_invocation(self, record: dict) -> None:
+        """Append one line to invocations.jsonl: who ran what, when, on which versions."""
+        with open(self.run_dir / "invocations.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def invocations(self) -> list[dict]:
+        path = self.run_dir / "invocations.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
     def checkpoint(self, name: str) -> Checkpoint:
         return Checkpoint(self.run_dir / "checkpoints" / f"{name}.safetensors")

@@ -1,47 +1,181 @@
-"""Figures with matplotlib (headless)."""
+"""The paper's figures, drawn with matplotlib (headless) from the tidy table.
+
+Every figure is saved as PNG and SVG. Bands are 95% Student-t confidence intervals over seeds
+(absent when a branch has a single seed).
+"""
+
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from lottery.results import aggregate  # noqa: E402
+from lottery.analysis.stats import estimate, summarise  # noqa: E402
 
 BRANCH_STYLE = {
     "imp": ("IMP ticket (rewound)", "tab:blue"),
     "reinit": ("random reinit (same mask)", "tab:orange"),
     "random_prune": ("random pruning (same layer counts)", "tab:green"),
 }
+PERCENT_TICKS = [100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1]
 
 
-def accuracy_figure(df, path) -> None:
-    """Test accuracy vs % weights remaining (log x, 100% on the left), mean ± std over seeds,
-    at the early-stopping iteration and at the end of training, with the dense reference."""
-    agg = aggregate(df)
-    dense = agg[(agg.branch == "imp") & (agg.level == 0)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+def _style(branch):
+    return BRANCH_STYLE.get(branch, (branch, None))
+
+
+def _sparsity_axis(ax, fractions):
+    ax.set_xscale("log")
+    lo = max(0.05, 100 * float(np.min(fractions)) * 0.85)
+    ax.set_xlim(105, lo)  # 100% on the left, as in the paper
+    ax.set_xticks([t for t in PERCENT_TICKS if lo <= t <= 105])
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    ax.set_xlabel("weights remaining (%, log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _legend_below(fig, ax, ncol=4):
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+
+
+def _save(fig, out_dir: Path, name: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / f"{name}.svg")
+    fig.savefig(out_dir / f"{name}.png", dpi=110)
+    plt.close(fig)
+    return out_dir / f"{name}.png"
+
+
+def _branch_lines(ax, summary, metric, scale):
+    for branch, sub in summary.groupby("branch", sort=False):
+        label, color = _style(branch)
+        sub = sub.sort_values("fraction_remaining", ascending=False)
+        x = 100 * sub.fraction_remaining
+        ax.plot(x, scale * sub[f"{metric}_mean"], marker="o", ms=3.5, color=color, label=label)
+        if sub[f"{metric}_ci_low"].notna().any():
+            ax.fill_between(x, scale * sub[f"{metric}_ci_low"], scale * sub[f"{metric}_ci_high"],
+                            color=color, alpha=0.2, linewidth=0)
+
+
+def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+    """Test accuracy vs % weights remaining, at early stop and at the end, dense reference."""
+    summary = summarise(df)
+    dense = summary[(summary.branch == "imp") & (summary.level == 0)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, metric, title in ((axes[0], "test_acc_early_stop", "at the early-stopping iteration"),
                               (axes[1], "test_acc_end", "at the end of training")):
-        for branch, sub in agg.groupby("branch", sort=False):
-            label, color = BRANCH_STYLE.get(branch, (branch, None))
-            sub = sub.sort_values("fraction_remaining", ascending=False)
-            x = 100 * sub.fraction_remaining
-            mean, std = 100 * sub[f"{metric}_mean"], 100 * sub[f"{metric}_std"].fillna(0)
-            ax.plot(x, mean, marker="o", ms=3.5, color=color, label=f"{label}")
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        _branch_lines(ax, summary, metric, 100)
         if len(dense):
             ax.axhline(100 * dense[f"{metric}_mean"].iloc[0], color="gray", ls="--", lw=1, label="dense network")
-        ax.set_xscale("log")
-        ax.set_xlim(105, max(0.5, 100 * agg.fraction_remaining.min() * 0.85))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel("weights remaining (%, log scale)")
+        _sparsity_axis(ax, summary.fraction_remaining)
         ax.set_title(f"Test accuracy {title}", fontsize=11)
-        ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
+    _legend_below(fig, axes[0])
     n = int(df.seed.nunique())
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.01))
-    fig.suptitle(f"Lottery tickets vs controls (mean ± std over {n} seed{'s' if n != 1 else ''})", fontsize=12)
+    fig.suptitle(f"Lottery ticket vs controls: mean and 95% CI over {n} seed{'s' if n != 1 else ''}", fontsize=12)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _save(fig, out_dir, "accuracy")
+
+
+def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+    """Early-stopping iteration vs % weights remaining (lower = learns faster)."""
+    summary = summarise(df)
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    _branch_lines(ax, summary, "early_stop_step", 1)
+    _sparsity_axis(ax, summary.fraction_remaining)
+    ax.set_ylabel("early-stopping iteration (step of min. validation loss)")
+    ax.set_title("How fast each network learns", fontsize=11)
+    _legend_below(fig, ax, 3)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    return _save(fig, out_dir, "early_stop")
+
+
+def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4) -> Path:
+    """Validation accuracy over training for a few levels of the ticket (mean over seeds).
+
+    `histories`: one row per evaluation with branch, level, seed, fraction_remaining, step, val_acc.
+    """
+    imp = histories[histories.branch == "imp"]
+    levels = sorted(imp.level.unique())
+    picked = sorted({levels[int(round(i))] for i in np.linspace(0, len(levels) - 1, min(max_levels, len(levels)))})
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(picked)))
+    for color, level in zip(colors, picked):
+        g = imp[imp.level == level]
+        mean = g.groupby("step").val_acc.mean()
+        frac = 100 * g.fraction_remaining.iloc[0]
+        ax.plot(mean.index, 100 * mean.values, color=color, label=f"ticket, {frac:.1f}% remaining")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation accuracy (%)")
+    lows = 100 * imp.groupby(["level", "step"]).val_acc.mean()
+    ax.set_ylim(max(lows[lows.index.get_level_values(1) > 0].min() - 1, 0) if len(lows) else 0, None)
+    ax.set_title("Validation accuracy during training", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, "curves")
+
+
+def density_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+    """Per-layer density of the ticket at each level."""
+    imp = df[df.branch == "imp"]
+    cols = [c for c in df.columns if c.startswith("density[")]
+    per_level = imp.groupby("level")[cols + ["fraction_remaining"]].mean()
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for c in cols:
+        ax.plot(per_level.index, 100 * per_level[c], marker="o", ms=3, label=c[len("density["):-1])
+    ax.plot(per_level.index, 100 * per_level.fraction_remaining, color="black", ls="--", label="whole network")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("pruning level")
+    ax.set_ylabel("weights remaining in the layer (%, log scale)")
+    ax.set_title("Per-layer density of the ticket", fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, "density")
+
+
+def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07) -> Path:
+    """Accuracy at one sparsity vs the compute spent to get there (finding the mask + the final
+    training), per branch: what the cheaper methods trade for their savings, measured."""
+    imp = df[df.branch == "imp"]
+    fracs = imp.groupby("level").fraction_remaining.mean()
+    level = int((fracs - target).abs().idxmin())
+    at = df[df.level == level]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    for ax, cost, train_cost, unit in ((axes[0], "find_flops", "train_flops_effective", "FLOPs"),
+                                       (axes[1], "find_seconds", "train_seconds", "seconds of wall time")):
+        for branch, g in at.groupby("branch", sort=False):
+            label, color = _style(branch)
+            total = g[cost] + g[train_cost]
+            acc = estimate(100 * g.test_acc_early_stop)
+            err = None if np.isnan(acc.low) else [[acc.mean - acc.low], [acc.high - acc.mean]]
+            ax.errorbar([total.mean()], [acc.mean], yerr=err, fmt="o", ms=7, capsize=4, color=color, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"compute to find the mask and train it ({unit}, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("test accuracy at early stop (%)")
+    _legend_below(fig, axes[0], 3)
+    fig.suptitle(f"What it cost: accuracy at {100 * fracs[level]:.1f}% of weights (level {level}) "
+                 "vs compute (mean and 95% CI)", fontsize=12)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _save(fig, out_dir, "cost")
+
+
+def all_figures(df: pd.DataFrame, histories: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """Every figure the data supports; name → PNG path."""
+    out = {"accuracy": accuracy_figure(df, out_dir), "early_stop": early_stop_figure(df, out_dir)}
+    if len(histories):
+        out["curves"] = curves_figure(histories, out_dir)
+    if any(c.startswith("density[") for c in df.columns):
+        out["density"] = density_figure(df, out_dir)
+    if (df.branch == "imp").any() and (df.level > 0).any():
+        out["cost"] = cost_figure(df, out_dir)
+    return out

@@ -1,0 +1,101 @@
+"""One self-contained HTML page (figures inline) and a Markdown summary for one or more runs."""
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lottery.analysis.plots import all_figures
+from lottery.analysis.stats import CI_METHOD, summarise
+from lottery.analysis.verdict import verdicts
+from lottery.results import histories, table
+from lottery.store import RunStore
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.verdict{background:#f3f7ff;border-left:4px solid #2b6cb0;padding:.8em 1em;white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:.9em}
+.rule{color:#555;font-size:.9em}
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+pre{background:#f8f8f8;padding:.8em;overflow-x:auto;font-size:.85em}
+"""
+
+
+def _ci(row, m, scale=100.0, digits=2):
+    mean, lo, hi = row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"]
+    if isinstance(lo, float) and math.isnan(lo):
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+
+
+def results_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per branch and level: % remaining, n, accuracies and early-stop step with 95% CIs, find cost."""
+    s = summarise(df)
+    cost = df.groupby(["branch", "level"], sort=False)[["find_flops", "find_seconds"]].mean()
+    rows = []
+    for _, r in s.iterrows():
+        c = cost.loc[(r.branch, r.level)]
+        rows.append({"branch": r.branch, "level": int(r.level), "% remaining": f"{100 * r.fraction_remaining:.1f}",
+                     "n": int(r.n), "test acc early stop (%)": _ci(r, "test_acc_early_stop"),
+                     "test acc end (%)": _ci(r, "test_acc_end"), "early-stop step": _ci(r, "early_stop_step", 1, 0),
+                     "find GFLOPs": f"{c.find_flops / 1e9:,.0f}", "find s": f"{c.find_seconds:.0f}"})
+    return pd.DataFrame(rows)
+
+
+def environment(store: RunStore) -> dict:
+    inv = store.invocations()
+    done = [i for i in inv if i.get("event") == "finished"] or inv
+    last = done[-1] if done else {}
+    return {"versions": {k: last.get(k) for k in ("lottery", "torch", "python")}, "device": last.get("device"),
+            "threads": last.get("threads"), "platform": last.get("platform"), "seeds": last.get("seeds"),
+            "invocations": len([i for i in inv if i.get("event") == "started"]),
+            "wall_seconds": round(sum(i.get("seconds", 0) for i in inv if i.get("event") != "started"), 1)}
+
+
+def _run_section(store: RunStore, fig_dir: Path, delta: float) -> tuple[str, str, list[str]]:
+    df = table(store)
+    cfg = store.config()
+    name = store.run_dir.name
+    if df.empty:
+        text = f"## Run {name}\n\nNo finished units yet.\n"
+        return f"<h2>Run {html.escape(name)}</h2><p>No finished units yet.</p>", text, []
+    vs = verdicts(df, delta=delta)
+    verdict_lines = [line for v in vs for line in v.lines()]
+    figures = all_figures(df, histories(store), fig_dir / name)
+    tbl = results_table(df)
+    env = environment(store)
+    config_json = json.dumps(cfg.hashed_dict(), indent=2, sort_keys=True)
+    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+                   f"</figure>" for k, p in figures.items())
+    page = (f"<h2>Run {html.escape(name)}</h2>"
+            f'<div class="verdict" id="verdict">{html.escape(chr(10).join(verdict_lines))}</div>'
+            f'<p class="rule">{html.escape(vs[0].rule)} Intervals: {CI_METHOD} over seeds.</p>'
+            f"<h3>Figures</h3>{imgs}"
+            f"<h3>Results (mean [95% CI] over seeds)</h3>{tbl.to_html(index=False, table_id='results', escape=True)}"
+            f"<h3>Configuration (hash {html.escape(cfg.hash())})</h3><pre>{html.escape(config_json)}</pre>"
+            f"<h3>Environment</h3><pre>{html.escape(json.dumps(env, indent=2))}</pre>")
+    md = "\n".join([f"## Run {name}", "", "```", *verdict_lines, "```", "", vs[0].rule, "",
+                    *[f"![{k}](figures/{name}/{p.name})" for k, p in figures.items()], "",
+                    tbl.to_markdown(index=False),
+                    "", f"Configuration hash `{cfg.hash()}`; environment: `{json.dumps(env)}`", ""])
+    return page, md, verdict_lines
+
+
+def write_report(stores: list[RunStore], out_dir: Path, delta: float = 0.005) -> tuple[Path, Path]:
+    """DIR/report.html (self-contained) and DIR/report.md (figures beside it)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [_run_section(s, out_dir / "figures", delta) for s in stores]
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lottery report</title><style>{CSS}</style>"
+            f"</head><body><h1>Lottery-ticket report</h1><p>Generated {stamp} for {len(stores)} run(s).</p>"
+            + "".join(s[0] for s in sections) + "</body></html>")
+    (out_dir / "report.html").write_text(page)
+    (out_dir / "report.md").write_text(f"# Lottery-ticket report\n\nGenerated {stamp}.\n\n" + "\n".join(s[1] for s in sections))
+    return out_dir / "report.html", out_dir / "report.md"
