@@ -91,8 +91,8 @@ def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     _sparsity_axis(ax, summary.fraction_remaining)
     ax.set_ylabel("early-stopping iteration (step of min. validation loss)")
     ax.set_title("How fast each network learns", fontsize=11)
-    _legend_below(fig, ax, 3)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    _legend_below(fig, ax, 2)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, out_dir, "early_stop")
 
 
@@ -133,6 +133,7 @@ def density_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     ax.plot(per_level.index, 100 * per_level.fraction_remaining, color="black", ls="--", label="whole network")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("pruning level")
     ax.set_ylabel("weights remaining in the layer (%, log scale)")
     ax.set_title("Per-layer density of the ticket", fontsize=11)
