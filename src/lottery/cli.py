@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
-                         vectorise=not args.no_vectorise)
+                         vectorise=not args.no_vectorise, engine=args.engine)
     exp = Experiment(cfg, options, reporter=RichReporter(enabled=not args.quiet))
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
           f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}", file=sys.stderr)
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch threads (default: the machine's cores)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
+    r.add_argument("--engine", choices=("auto", "mlp", "vmap"), default="auto",
+                   help="auto: hand-written kernels for ReLU MLPs, torch.func.vmap for anything else")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

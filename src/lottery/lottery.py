@@ -34,6 +34,7 @@ class RunOptions:
     data_dir: str | None = None
     checkpoint_every: int = 500  # steps between in-training checkpoints
     vectorise: bool = True  # train each level's units as one program
+    engine: str = "auto"  # auto | mlp | vmap: how a stack runs (see lottery.stacked)
 
 
 class Reporter:
@@ -146,7 +147,8 @@ class Experiment:
                             self.total_steps)
         results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
-                        checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step)
+                        checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
+                        engine=self.options.engine)
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
             if level == 0:

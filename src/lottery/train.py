@@ -3,8 +3,8 @@
 A group is laid out [S, R]: S data streams (one per experiment seed) × R replicates sharing
 each stream (the branches of that seed: ticket and controls see the same batches, a paired
 design). Parameters, masks and optimiser state are stacked along those two dimensions and the
-model runs under `vmap(functional_call)`, so the shared batch meets all R replicates' weights
-in one wide matrix product. One replicate alone is simply S = R = 1.
+forward/backward pass is one program over the stack (`lottery.stacked`). One replicate alone
+is simply S = R = 1.
 
 Why this is exact per replicate: the loss is the sum of each replicate's mean loss, so each
 replicate's gradient is its own; Adam and SGD (momentum, Nesterov, coupled weight decay) are
@@ -15,7 +15,6 @@ optimiser state starts fresh at every level, so momentum and Adam moments stay 0
 weight decay of a zero weight is zero. Nothing can move them (tests check it bit for bit).
 """
 
-import copy
 import json
 import math
 import time
@@ -23,11 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
 
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
 from lottery.seeds import derive
+from lottery.stacked import make_stack
 
 EVAL_CHUNK = 10_000
 
@@ -118,8 +117,7 @@ class GroupTrainer:
 
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
-                 progress=None):
-        self.template = copy.deepcopy(template).to("meta")  # structure only; weights come from the stacks
+                 progress=None, engine: str = "auto"):
         self.data, self.cfg = data, cfg
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
         self.S, self.R, self.order = _layout(replicates)
@@ -138,11 +136,9 @@ class GroupTrainer:
         self.snapshot_steps = sorted(set(s for s in snapshot_steps if 0 <= s <= self.total))
         self.data_order = DataOrder(len(data.train_x), cfg.batch_size, [ordered[s * self.R].data_seed for s in range(self.S)])
         self.optimizer = make_optimizer(cfg, list(self.params.values()))
+        self.lrs = [learning_rate(cfg, t, self.total, spe) for t in range(self.total)]
 
-        def one(p, x):
-            return functional_call(self.template, p, (x,))
-        self._forward = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))  # [S,R] params, [S,B] data
-        self._shared_forward = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, None))  # all see one batch
+        self.stack = make_stack(template, self.S, self.R, engine)
 
     # --- pieces ----------------------------------------------------------------------------
     def _evaluate(self, params, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +148,7 @@ class GroupTrainer:
         with torch.inference_mode():
             for i in range(0, len(x), EVAL_CHUNK):
                 xb, yb = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
-                logits = self._shared_forward(params, xb)  # [S, R, B, C]
+                logits = self.stack.logits(params, xb)  # [S, R, B, C]
                 flat = logits.reshape(-1, logits.shape[-1])
                 target = yb.expand(self.S, self.R, len(yb)).reshape(-1)
                 loss += nn.functional.cross_entropy(flat, target, reduction="none").view(self.S, self.R, -1).double().sum(-1)
@@ -222,15 +218,13 @@ class GroupTrainer:
                 break
             idx = self.data_order.indices(self.step)
             x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
-            logits = self._forward(self.params, x)  # [S, R, B, C]
-            per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                              y[:, None, :].expand(self.S, self.R, -1).reshape(-1),
-                                              reduction="none").view(self.S, self.R, -1).mean(-1)
             self.optimizer.zero_grad(set_to_none=True)
-            per.sum().backward()
+            per = self.stack.loss_and_grads(self.params, x, y)  # [S, R]; sets .grad
             torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
-            for g in self.optimizer.param_groups:
-                g["lr"] = learning_rate(cfg, self.step, self.total, self.steps_per_epoch)
+            lr = self.lrs[self.step]
+            if lr != self.optimizer.param_groups[0]["lr"]:
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
             self.optimizer.step()
             self.train_loss_sum += per.detach().double()
             self.step += 1

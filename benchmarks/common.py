@@ -1,0 +1,110 @@
+"""Shared pieces of the benchmarks: data, the machine's matmul peak, engine and naive trainers.
+
+Every benchmark measures its contenders side by side in the same process and reports ratios.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from lottery import masks as masks_lib  # noqa: E402
+from lottery import pruning  # noqa: E402
+from lottery.config import DataConfig, TrainConfig  # noqa: E402
+from lottery.data import load_dataset  # noqa: E402
+from lottery.models import build  # noqa: E402
+from lottery.train import Replicate, train  # noqa: E402
+
+THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", os.cpu_count() or 1))
+torch.set_num_threads(THREADS)
+
+
+def mnist():
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    data_dir = os.environ.get("LOTTERY_DATA_DIR") or (str(shared) if (shared / "mnist").is_dir() else None)
+    return load_dataset(DataConfig("mnist", 5000), data_dir)
+
+
+def matmul_gflops(sizes=(1024, 2048, 3072), repeats=5) -> float:
+    """The machine's dense fp32 matmul rate: the best over a few large square sizes."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def replicates(data, model_name, k, seeds_per_stream=1, density=1.0, seed=0):
+    """k replicates: k // seeds_per_stream data streams, each shared by seeds_per_stream replicates."""
+    reps = []
+    for i in range(k):
+        model = build(model_name, data.input_shape, data.num_classes, seed + i)
+        params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        mask = masks_lib.dense(params, masks_lib.prunable_names(model))
+        if density < 1.0:
+            mask = pruning.magnitude(params, mask, rate=1 - density, output_rate=(1 - density) / 2)
+        reps.append(Replicate(masks_lib.apply(params, mask), mask, data_seed=seed + i // seeds_per_stream))
+    return model, reps
+
+
+def time_engine(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
+    """Seconds for `steps` steps of k replicates as one program (evaluation only at the ends)."""
+    per_stream = k // (streams or k)
+    model, reps = replicates(data, model_name, k, per_stream, density)
+    cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=batch_size, length=str(steps), eval_every=str(10 ** 9))
+    small = tiny_eval(data)
+    t = time.perf_counter()
+    train(model, reps, small, cfg, **kw)
+    return time.perf_counter() - t
+
+
+def tiny_eval(data):
+    """The same training data with 10-example evaluation sets: benchmarks time training, not eval."""
+    return data.__class__(data.name, data.train_x, data.train_y, data.val_x[:10], data.val_y[:10],
+                          data.test_x[:10], data.test_y[:10], data.num_classes)
+
+
+def naive_train(data, model_name, steps, mask_density=1.0, seed=0, batch_size=60, lr=1.2e-3):
+    """The loop most users write: DataLoader over a TensorDataset, an nn.Module, masks via
+    torch.nn.utils.prune, one model at a time, torch.optim.Adam with its defaults."""
+    from torch.nn.utils import prune as tprune
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = build(model_name, data.input_shape, data.num_classes, seed)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for i, m in enumerate(linears):
+        if mask_density < 1.0:
+            tprune.l1_unstructured(m, "weight", amount=1 - mask_density if i < len(linears) - 1 else (1 - mask_density) / 2)
+        else:
+            tprune.identity(m, "weight")
+    loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    done, t = 0, time.perf_counter()
+    while done < steps:
+        for x, y in loader:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+    return time.perf_counter() - t
+
+
+def lenet_flops_per_epoch(n_train=55_000) -> float:
+    params = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    return 6 * params * n_train
+
+
+def result(**kv) -> None:
+    print("RESULT " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items()))

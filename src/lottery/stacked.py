@@ -1,0 +1,174 @@
+"""A stack of replicates of one architecture, run as one program.
+
+Parameters are stacked [S, R, ...]: S data streams (experiment seeds) × R replicates sharing
+each stream (that seed's branches). Two implementations of the same interface:
+
+- `MLPStack`: fully connected ReLU networks (LeNet-300-100, the MNIST-1D MLP) with a
+  hand-written forward and backward. The first layer, most of the FLOPs, meets the shared
+  batch of a seed with all R replicates' weights side by side in one wide matrix product;
+  later layers are batched products over all S × R replicates. No autograd graph, no dX
+  for the input layer, and ReLU's backward as one fused kernel.
+- `VmapStack`: any `nn.Module` without buffers, through `vmap(functional_call)` and autograd.
+
+Both set `.grad` on the stacked parameters and return each replicate's mean loss.
+"""
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+def per_replicate_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """logits [S, R, B, C], y [S, B] → mean cross-entropy of each replicate, [S, R]."""
+    S, R, B, C = logits.shape
+    target = y[:, None, :].expand(S, R, B).reshape(-1)
+    return nn.functional.cross_entropy(logits.reshape(-1, C), target, reduction="none").view(S, R, B).mean(-1)
+
+
+class VmapStack:
+    """Any buffer-free module, vectorised with torch.func; gradients by autograd."""
+
+    name = "vmap"
+
+    def __init__(self, template: nn.Module, S: int, R: int):
+        self.template, self.S, self.R = copy.deepcopy(template).to("meta"), S, R
+
+        def one(p, x):
+            return functional_call(self.template, p, (x,))
+        self._per_seed = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))  # [S,R] params, [S,B] data
+        self._shared = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, None))  # one batch for all
+
+    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        for p in params.values():
+            p.grad = None
+        with torch.enable_grad():
+            per = per_replicate_loss(self._per_seed(params, x), y)
+            per.sum().backward()  # the sum of per-replicate losses: each replicate gets its own gradient
+        return per.detach()
+
+    def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """x [N, ...] shared by every replicate → logits [S, R, N, C]."""
+        return self._shared(params, x)
+
+
+def mlp_layers(template: nn.Module) -> list[tuple[str, str | None]] | None:
+    """(weight name, bias name) of each Linear if `template` is Flatten? (Linear ReLU)* Linear, else None."""
+    if not isinstance(template, nn.Sequential) or any(True for _ in template.buffers()):
+        return None
+    mods = list(template.named_children())
+    if mods and isinstance(mods[0][1], nn.Flatten):
+        mods = mods[1:]
+    layers = []
+    for i, (name, m) in enumerate(mods):
+        want_linear = i % 2 == 0
+        if want_linear and isinstance(m, nn.Linear):
+            layers.append((f"{name}.weight", f"{name}.bias" if m.bias is not None else None))
+        elif not want_linear and isinstance(m, nn.ReLU):
+            continue
+        else:
+            return None
+    return layers if mods and len(mods) % 2 == 1 else None
+
+
+class MLPStack:
+    """Hand-written forward/backward for a stack of ReLU MLPs (see the module docstring)."""
+
+    name = "mlp"
+
+    def __init__(self, template: nn.Module, S: int, R: int):
+        layers = mlp_layers(template)
+        if layers is None:
+            raise ValueError("MLPStack needs a Sequential of Linear and ReLU layers")
+        self.layers, self.S, self.R = layers, S, R
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def _buffer(self, key, shape, dtype) -> torch.Tensor:
+        """A reused work tensor. Fresh multi-MB allocations every step cost page faults that
+        made step times swing by 2x here; reusing the same memory keeps them flat."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != torch.Size(shape) or buf.dtype != dtype:
+            buf = self._buffers[key] = torch.empty(shape, dtype=dtype)
+        return buf
+
+    def _forward(self, params, x, keep: bool):
+        """x [S, N, F] (one batch per seed) → logits [S*R, N, C] and the hidden activations."""
+        S, R = self.S, self.R
+        N = x.shape[1]
+        acts = []
+        w_name, b_name = self.layers[0]
+        w = params[w_name]  # [S, R, out, in]
+        out = w.shape[2]
+        wide = w.reshape(S, R * out, w.shape[3]).transpose(1, 2)  # all R replicates side by side
+        bias = params[b_name].reshape(S, R * out) if b_name is not None else None
+        h = self._buffer(("h0", keep), (S, N, R * out), x.dtype)
+        for s in range(S):  # one plain GEMM per seed: faster than bmm at these shapes (benchmarks/)
+            if bias is not None:
+                torch.addmm(bias[s], x[s], wide[s], out=h[s])
+            else:
+                torch.mm(x[s], wide[s], out=h[s])
+        # [S, N, R*out] → [S*R, N, out]: the per-replicate layout of the later layers
+        h = h.view(S, N, R, out).transpose(1, 2).reshape(S * R, N, out)
+        for w_name, b_name in self.layers[1:]:
+            h.relu_()
+            if keep:
+                acts.append(h)
+            w = params[w_name]
+            wt = w.reshape(S * R, w.shape[2], w.shape[3]).transpose(1, 2)
+            if b_name is not None:
+                h = torch.baddbmm(params[b_name].reshape(S * R, 1, -1), h, wt)
+            else:
+                h = torch.bmm(h, wt)
+        return h, acts
+
+    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        S, R = self.S, self.R
+        x = x.reshape(S, x.shape[1], -1)
+        B = x.shape[1]
+        with torch.no_grad():
+            logits, acts = self._forward(params, x, keep=True)
+            logp = torch.log_softmax(logits, -1)  # [S*R, B, C]
+            target = y.repeat_interleave(R, dim=0).unsqueeze(-1)  # [S*R, B, 1]
+            per = -logp.gather(-1, target).squeeze(-1).mean(-1).view(S, R)
+            dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
+            dz.scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=dz.dtype))
+            dz.mul_(1.0 / B)
+            for i in range(len(self.layers) - 1, 0, -1):
+                w_name, b_name = self.layers[i]
+                w, a = params[w_name], acts[i - 1]
+                w3 = w.reshape(S * R, w.shape[2], w.shape[3])
+                g = self._buffer(("grad", w_name), w3.shape, w.dtype)
+                _set_grad(w, torch.bmm(dz.transpose(1, 2), a, out=g).view_as(w))
+                if b_name is not None:
+                    _set_grad(params[b_name], dz.sum(1).view_as(params[b_name]))
+                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, w3), a, 0)  # ReLU backward, fused
+            w_name, b_name = self.layers[0]
+            w = params[w_name]
+            out = w.shape[2]
+            dz = dz.view(S, R, B, out).transpose(1, 2).reshape(S, B, R * out)
+            g = self._buffer(("grad", w_name), (S, R * out, w.shape[3]), w.dtype)
+            for s in range(S):
+                torch.mm(dz[s].t(), x[s], out=g[s])
+            _set_grad(w, g.view_as(w))
+            if b_name is not None:
+                _set_grad(params[b_name], dz.sum(1).view_as(params[b_name]))
+        return per
+
+    def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """x [N, ...] shared by every replicate → logits [S, R, N, C]."""
+        x = x.reshape(1, x.shape[0], -1).expand(self.S, -1, -1)
+        with torch.no_grad():
+            logits, _ = self._forward(params, x, keep=False)
+        return logits.view(self.S, self.R, x.shape[1], -1)
+
+
+def _set_grad(p: torch.Tensor, g: torch.Tensor) -> None:
+    p.grad = g
+
+
+def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto"):
+    """The fastest implementation that supports `template` ('auto'), or the one named."""
+    if engine == "vmap" or (engine == "auto" and mlp_layers(template) is None):
+        return VmapStack(template, S, R)
+    return MLPStack(template, S, R)
