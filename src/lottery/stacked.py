@@ -92,6 +92,12 @@ class MLPStack:
             buf = self._buffers[key] = torch.empty(shape, dtype=dtype)
         return buf
 
+    def _per_seed_gemm(self) -> bool:
+        """A few seeds: one plain GEMM each beats one bmm at LeNet's shapes (1.9x -> 1.5x the
+        matmul limit for K = 3, benchmarks/limit.py). Many seeds: one bmm call saves the per-call
+        overhead that dominates small models (benchmarks/replicates.py)."""
+        return self.S <= 4
+
     def _forward(self, params, x, keep: bool):
         """x [S, N, F] (one batch per seed) → logits [S*R, N, C] and the hidden activations."""
         S, R = self.S, self.R
@@ -103,11 +109,16 @@ class MLPStack:
         wide = w.reshape(S, R * out, w.shape[3]).transpose(1, 2)  # all R replicates side by side
         bias = params[b_name].reshape(S, R * out) if b_name is not None else None
         h = self._buffer(("h0", keep), (S, N, R * out), x.dtype)
-        for s in range(S):  # one plain GEMM per seed: faster than bmm at these shapes (benchmarks/)
-            if bias is not None:
-                torch.addmm(bias[s], x[s], wide[s], out=h[s])
-            else:
-                torch.mm(x[s], wide[s], out=h[s])
+        if self._per_seed_gemm():
+            for s in range(S):
+                if bias is not None:
+                    torch.addmm(bias[s], x[s], wide[s], out=h[s])
+                else:
+                    torch.mm(x[s], wide[s], out=h[s])
+        elif bias is not None:
+            torch.baddbmm(bias.unsqueeze(1), x, wide, out=h)
+        else:
+            torch.bmm(x, wide, out=h)
         # [S, N, R*out] → [S*R, N, out]: the per-replicate layout of the later layers
         h = h.view(S, N, R, out).transpose(1, 2).reshape(S * R, N, out)
         for w_name, b_name in self.layers[1:]:
@@ -148,8 +159,11 @@ class MLPStack:
             out = w.shape[2]
             dz = dz.view(S, R, B, out).transpose(1, 2).reshape(S, B, R * out)
             g = self._buffer(("grad", w_name), (S, R * out, w.shape[3]), w.dtype)
-            for s in range(S):
-                torch.mm(dz[s].t(), x[s], out=g[s])
+            if self._per_seed_gemm():
+                for s in range(S):
+                    torch.mm(dz[s].t(), x[s], out=g[s])
+            else:
+                torch.bmm(dz.transpose(1, 2), x, out=g)
             _set_grad(w, g.view_as(w))
             if b_name is not None:
                 _set_grad(params[b_name], dz.sum(1).view_as(params[b_name]))

@@ -1,0 +1,21 @@
+"""The MNIST-1D MLP: 16 replicates as one program vs the same 16 trained one after another by
+the engine, measured in one run. Each replicate has its own data order (16 streams)."""
+
+from dataclasses import replace
+
+from common import result, time_engine
+
+from lottery.config import DataConfig
+from lottery.data import load_dataset
+
+K, STEPS, ROUNDS = 16, 300, 2
+
+data = load_dataset(DataConfig("mnist1d", 500))
+time_engine(data, "mlp_mnist1d", K, 10, batch_size=100, lr=1e-3)  # warm-up
+together, alone = float("inf"), float("inf")
+for _ in range(ROUNDS):
+    together = min(together, time_engine(data, "mlp_mnist1d", K, STEPS, batch_size=100, lr=1e-3))
+    alone = min(alone, sum(time_engine(data, "mlp_mnist1d", 1, STEPS, batch_size=100, lr=1e-3) for _ in range(K)))
+print(f"{K} MNIST-1D MLPs, {STEPS} steps each: one program {together:.2f} s, one after another {alone:.2f} s "
+      f"(best of {ROUNDS})")
+result(speedup=alone / together)
