@@ -48,6 +48,14 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_branches(args) -> int:
+    from lottery.branches import BRANCHES
+
+    for b in BRANCHES.values():
+        print(f"{b.name:<15} {b.summary}\n{'':<15} source: {b.source}; cost to find the mask: {b.find}")
+    return 0
+
+
 def resolve_config(args):
     from lottery.config import override
     from lottery.presets import PRESETS
@@ -216,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--levels", type=int, help="pruning levels after the dense training")
     r.add_argument("--seeds", help="comma-separated experiment seeds, e.g. 0,1,2")
     r.add_argument("--replicates", type=int, help="N seeds: 0..N-1")
-    r.add_argument("--branches", help="comma-separated: imp,reinit,random_prune")
+    r.add_argument("--branches", help="comma-separated, e.g. imp,reinit,random_prune,snip (see `lottery branches`)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.lr=0.01 (repeatable)")
     r.add_argument("--store", type=str, help="store directory (default $LOTTERY_STORE or ./runs)")
@@ -231,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("presets", help="list the named experiments", description="List the named experiments.")
     pr.set_defaults(func=cmd_presets)
+    br = sub.add_parser("branches", help="list the branches (controls, ablations, methods)",
+                        description="List every branch with what it is and the paper it comes from.")
+    br.set_defaults(func=cmd_branches)
 
     store_help = "store directory (default $LOTTERY_STORE or ./runs)"
     run_help = "run directory, or its hash (prefix) in the store"

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
-BRANCHES = ("imp", "reinit", "random_prune")
+DEFAULT_BRANCHES = ("imp", "reinit", "random_prune")
 _LENGTH = re.compile(r"^(\d+)$|^(\d+(?:\.\d+)?)ep$")
 
 
@@ -124,7 +124,7 @@ class ExperimentConfig:
     # Not hashed: they extend one experiment rather than change it.
     levels: int = 12
     seeds: tuple[int, ...] = (0,)
-    branches: tuple[str, ...] = BRANCHES
+    branches: tuple[str, ...] = DEFAULT_BRANCHES
 
     HASHED = ("data", "model", "train", "prune", "rewind_step")
 
@@ -134,8 +134,11 @@ class ExperimentConfig:
         _check(len(self.seeds) >= 1, "seeds must name at least one seed")
         _check(all(s >= 0 for s in self.seeds), f"seeds={self.seeds} must be non-negative integers")
         _check(len(set(self.seeds)) == len(self.seeds), f"seeds={self.seeds} has duplicates")
+        from lottery.branches import BRANCHES
+
         unknown = [b for b in self.branches if b not in BRANCHES]
-        _check(not unknown, f"branches {unknown} are unknown; choose from {', '.join(BRANCHES)}")
+        _check(not unknown, f"branches {unknown} are unknown; choose from {', '.join(BRANCHES)} (see `lottery branches`)")
+        _check(len(set(self.branches)) == len(self.branches), f"branches {self.branches} has duplicates")
         _check("imp" in self.branches, "branches must include 'imp': every control is defined by the IMP ticket")
 
     # --- serialisation -------------------------------------------------------------------

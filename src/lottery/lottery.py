@@ -1,10 +1,9 @@
-"""The IMP driver: levels of train → prune → rewind, with controls at every level.
+"""The IMP driver: levels of train → prune → rewind, with branches at every level.
 
 Level 0 trains the dense network of each seed (saving its weights at `rewind_step`). Level L
 prunes the IMP ticket of level L-1 by magnitude, rewinds the survivors to the step-k weights
-and retrains. The controls at level L are defined by that level's IMP mask:
-  reinit        the same mask, fresh weights from the same init distribution (own seed);
-  random_prune  a random mask with the same per-layer counts, the ticket's rewind weights.
+and retrains. The other branches at level L (controls, ablations, cheaper methods; see
+`lottery.branches`) take their mask and starting weights from what the IMP run computed.
 All units of one level (seeds × branches) are trained together as one vectorised group;
 the branches of a seed share its data order (paired design).
 """
@@ -19,6 +18,7 @@ import torch
 
 from lottery import masks as masks_lib
 from lottery import models, pruning
+from lottery.branches import BRANCHES, Start
 from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
@@ -98,21 +98,33 @@ class Experiment:
             self._imp_masks[(level, seed)] = mask
         return self._imp_masks[(level, seed)]
 
+    def dense_weights(self, seed: int, stem: str) -> dict[str, torch.Tensor]:
+        """The dense network of `seed`: its 'init', 'rewind' (step k) or trained ('final') weights."""
+        return self.store.weights(Unit(0, "imp", seed), stem)
+
+    def imp_weights(self, level: int, seed: int, stem: str) -> dict[str, torch.Tensor]:
+        return self.store.weights(Unit(level, "imp", seed), stem)
+
+    def score_batch(self, seed: int, size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed random training batch per seed, for scores that need data (SNIP, GraSP)."""
+        g = torch.Generator().manual_seed(derive(seed, "score_batch"))
+        idx = torch.randperm(len(self.data.train_x), generator=g)[:size]
+        return self.data.train_x[idx], self.data.train_y[idx]
+
+    def input_shape(self) -> tuple[int, ...]:
+        return self.data.input_shape
+
     def prepare(self, unit: Unit) -> tuple[Replicate, dict]:
-        """The unit's starting weights, mask and data seed, plus the seeds it used (recorded)."""
+        """The unit's starting weights, mask and data seed, plus the seeds and scoring cost it used."""
         seeds = {"model_seed": derive(unit.seed, "init"), "data_seed": derive(unit.seed, "data"), "control_seed": None}
-        mask = self.imp_mask(unit.level, unit.seed)
+        started = time.perf_counter()
         if unit.level == 0:
-            start = self.initial_weights(seeds["model_seed"])
-        elif unit.branch == "reinit":
-            seeds["control_seed"] = derive(unit.seed, "reinit", unit.level)
-            start = self.initial_weights(seeds["control_seed"])
+            start = Start(self.imp_mask(0, unit.seed), self.initial_weights(seeds["model_seed"]))
         else:
-            start = self.store.weights(Unit(0, "imp", unit.seed), "rewind")
-            if unit.branch == "random_prune":
-                seeds["control_seed"] = derive(unit.seed, "random_prune", unit.level)
-                mask = pruning.random_like(mask, torch.Generator().manual_seed(seeds["control_seed"]))
-        return Replicate(masks_lib.apply(start, mask), mask, seeds["data_seed"]), seeds
+            start = BRANCHES[unit.branch].prepare(self, unit.level, unit.seed)
+        seeds["control_seed"] = start.control_seed
+        info = {**seeds, "score_flops": start.find_flops, "score_seconds": time.perf_counter() - started}
+        return Replicate(masks_lib.apply(start.weights, start.mask), start.mask, seeds["data_seed"]), info
 
     # --- running ---------------------------------------------------------------------------
     def run(self) -> Path:

@@ -33,35 +33,63 @@ def _remove_lowest(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Te
     return new
 
 
+def prune_layerwise(scores: dict[str, torch.Tensor], mask: Mask, rates: dict[str, float]) -> Mask:
+    """Each layer loses `rates[name]` of its remaining weights, the lowest scores first."""
+    return {n: _remove_lowest(scores[n], m, prune_count(int(m.sum()), rates.get(n, 0.0))) for n, m in mask.items()}
+
+
 def magnitude_layerwise(weights: dict[str, torch.Tensor], mask: Mask, rates: dict[str, float]) -> Mask:
     """Each layer loses `rates[name]` of its remaining weights, the smallest |w| first."""
-    return {n: _remove_lowest(weights[n].abs(), m, prune_count(int(m.sum()), rates.get(n, 0.0)))
-            for n, m in mask.items()}
+    return prune_layerwise({n: w.abs() for n, w in weights.items()}, mask, rates)
 
 
-def magnitude_global(weights: dict[str, torch.Tensor], mask: Mask, rate: float,
-                     separate: dict[str, float] | None = None) -> Mask:
-    """One |w| threshold across layers removes `rate` of the remaining weights in all of them
+def _remove_lowest_pooled(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], k: int) -> Mask:
+    """Remove the `k` lowest-scoring kept entries across the layers `names` together."""
+    flat = _remove_lowest(torch.cat([scores[n].flatten() for n in names]),
+                          torch.cat([mask[n].flatten() for n in names]), k)
+    out, offset = {}, 0
+    for n in names:
+        size = mask[n].numel()
+        out[n] = flat[offset:offset + size].view_as(mask[n]).clone()
+        offset += size
+    return out
+
+
+def prune_global(scores: dict[str, torch.Tensor], mask: Mask, rate: float,
+                 separate: dict[str, float] | None = None) -> Mask:
+    """One score threshold across layers removes `rate` of the remaining weights in all of them
     together; layers in `separate` (e.g. the output layer) are pruned on their own at their rate.
     """
     separate = separate or {}
     pooled = [n for n in mask if n not in separate]
-    new = {n: _remove_lowest(weights[n].abs(), mask[n], prune_count(int(mask[n].sum()), r))
-           for n, r in separate.items()}
+    new = {n: _remove_lowest(scores[n], mask[n], prune_count(int(mask[n].sum()), r)) for n, r in separate.items()}
     if pooled:
-        scores = torch.cat([weights[n].abs().flatten() for n in pooled])
-        flat = torch.cat([mask[n].flatten() for n in pooled])
-        flat = _remove_lowest(scores, flat, prune_count(int(flat.sum()), rate))
-        offset = 0
-        for n in pooled:
-            size = mask[n].numel()
-            new[n] = flat[offset:offset + size].view_as(mask[n]).clone()
-            offset += size
+        alive = sum(int(mask[n].sum()) for n in pooled)
+        new.update(_remove_lowest_pooled(scores, mask, pooled, prune_count(alive, rate)))
     return {n: new[n] for n in mask}
 
 
+def magnitude_global(weights: dict[str, torch.Tensor], mask: Mask, rate: float,
+                     separate: dict[str, float] | None = None) -> Mask:
+    """`prune_global` by |w|: the smallest weights across layers go first."""
+    return prune_global({n: w.abs() for n, w in weights.items()}, mask, rate, separate)
+
+
+def keep_top_layerwise(scores: dict[str, torch.Tensor], mask: Mask, counts: dict[str, int]) -> Mask:
+    """In each layer, keep the `counts[name]` highest-scoring of its kept weights."""
+    return {n: _remove_lowest(scores[n], m, max(0, int(m.sum()) - counts[n])) for n, m in mask.items()}
+
+
+def keep_top_global(scores: dict[str, torch.Tensor], mask: Mask, keep: int) -> Mask:
+    """Keep the `keep` highest-scoring kept weights across all layers (one threshold)."""
+    names = list(mask)
+    alive = sum(int(mask[n].sum()) for n in names)
+    return _remove_lowest_pooled(scores, mask, names, max(0, alive - keep))
+
+
 def random_like(mask: Mask, generator: torch.Generator) -> Mask:
-    """A uniformly random mask with the same number of kept weights in every layer."""
+    """A uniformly random mask with the same number of kept weights in every layer (this is
+    also the 'shuffle the mask within each layer' ablation)."""
     new = {}
     for n, m in mask.items():
         flat = torch.zeros(m.numel(), dtype=torch.bool)
@@ -71,13 +99,15 @@ def random_like(mask: Mask, generator: torch.Generator) -> Mask:
 
 
 def magnitude(weights: dict[str, torch.Tensor], mask: Mask, *, rate: float, output_rate: float,
-              scope: str = "layerwise") -> Mask:
+              scope: str = "layerwise", invert: bool = False) -> Mask:
     """The paper's magnitude pruning step: hidden layers at `rate`, the output layer at
     `output_rate`, per layer (`layerwise`) or with one threshold across hidden layers (`global`).
+    `invert` removes the *largest* weights instead (the inverted-scores ablation).
     """
+    scores = {n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}
     names = list(mask)
     if scope == "layerwise":
-        return magnitude_layerwise(weights, mask, layer_rates(names, rate, output_rate))
+        return prune_layerwise(scores, mask, layer_rates(names, rate, output_rate))
     if scope == "global":
-        return magnitude_global(weights, mask, rate, {names[-1]: output_rate})
+        return prune_global(scores, mask, rate, {names[-1]: output_rate})
     raise ValueError(f"scope must be 'layerwise' or 'global', not {scope!r}")

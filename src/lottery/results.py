@@ -2,12 +2,12 @@
 
 import pandas as pd
 
-from lottery.config import BRANCHES
+from lottery.branches import BRANCHES
 from lottery.store import RunStore, Unit
 
 COLUMNS = ["experiment", "branch", "level", "seed", "fraction_remaining", "test_acc_end", "test_acc_early_stop",
            "val_acc_end", "early_stop_step", "steps", "train_seconds", "group_size", "resumed_from_step", "rewind_step",
-           "params_total", "params_alive", "train_flops_dense", "train_flops_effective", "find_flops", "find_seconds",
+           "params_total", "params_alive", "train_flops_dense", "train_flops_effective", "score_flops", "score_seconds", "find_flops", "find_seconds",
            "model_seed", "data_seed", "control_seed"]
 
 
@@ -29,10 +29,11 @@ def table(store: RunStore) -> pd.DataFrame:
 def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
     """`find_flops` / `find_seconds`: compute spent to produce a row's *mask*.
 
-    The IMP mask at level L needs the trainings of levels 0..L-1 of that seed; the reinit
-    control uses the same mask. A random mask at the ticket's layer counts costs nothing when
-    pruning is layerwise (the counts follow from the rates), and as much as IMP when it is
-    global (the counts come from the trained weights).
+    Each branch names its rule (`lottery.branches`): the IMP mask at level L needs the trainings
+    of levels 0..L-1 of that seed, one-shot needs the dense training, a random mask or scores
+    at initialisation need no training (plus their scoring compute, `score_flops`). Per-layer
+    counts cost nothing when pruning is layerwise (they follow from the rates) but come from the
+    ticket's training when it is global.
     """
     imp = df[df.branch == "imp"].sort_values("level")
     cum = {}
@@ -40,13 +41,26 @@ def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
         flops = g.train_flops_effective.cumsum() - g.train_flops_effective
         secs = g.train_seconds.cumsum() - g.train_seconds
         cum.update({(seed, lv): (f, s) for lv, f, s in zip(g.level, flops, secs)})
-    free = scope == "layerwise"
-    costs = [(0.0, 0.0) if (b == "random_prune" and free) else cum.get((s, lv), (float("nan"), float("nan")))
-             for b, s, lv in zip(df.branch, df.seed, df.level)]
+    dense = {s: (float(f), float(t)) for s, f, t in zip(imp[imp.level == 0].seed, imp[imp.level == 0].train_flops_effective,
+                                                         imp[imp.level == 0].train_seconds)}
+    costs = []
+    zero = 0.0 * df.level
+    extra_flops = df["score_flops"].fillna(0.0) if "score_flops" in df else zero
+    extra_seconds = df["score_seconds"].fillna(0.0) if "score_seconds" in df else zero
+    for b, s, lv, extra_f, extra_s in zip(df.branch, df.seed, df.level, extra_flops, extra_seconds):
+        rule = BRANCHES[b].find if b in BRANCHES else "imp"
+        if scope == "global" and b in LAYER_COUNT_BRANCHES:
+            rule = "imp"  # per-layer counts of a global ticket come from its training
+        base = {"imp": cum.get((s, lv)), "dense": dense.get(s), "free": (0.0, 0.0)}[rule]
+        base = base if base is not None else (float("nan"), float("nan"))
+        costs.append((base[0] + extra_f, base[1] + extra_s))
     df = df.copy()
     df["find_flops"] = [c[0] for c in costs]
     df["find_seconds"] = [c[1] for c in costs]
     return df
+
+
+LAYER_COUNT_BRANCHES = ("random_prune", "oneshot", "magnitude_init")
 
 def write_csv(store: RunStore) -> pd.DataFrame:
     df = table(store)

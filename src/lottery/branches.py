@@ -1,0 +1,156 @@
+"""Branches: small experiments that run off an IMP run's levels and reuse what it computed.
+
+A branch says, for one (level, seed), which mask and which starting weights to train, using
+the IMP run's cached artefacts through the `Context` (the driver): the ticket's mask at each
+level, the dense network's initial, rewind and trained weights. It never re-implements the
+driver. All branches of a level train with the same budget, side by side with the ticket and
+sharing its data order, so every curve has one x axis (the ticket's sparsity at that level).
+
+`find` says what it cost to produce the branch's mask, for the compute accounting:
+  imp     the IMP trainings of levels 0..L-1 of that seed (the ticket's own cost)
+  dense   the dense training only (level 0)
+  free    nothing that needs training (a random draw, or scores at initialisation)
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+from lottery import pruning, scores
+from lottery.masks import Mask
+from lottery.seeds import derive
+
+
+class Context(Protocol):
+    """What a branch may ask of the IMP run (implemented by `lottery.lottery.Experiment`)."""
+
+    template: torch.nn.Module
+    def imp_mask(self, level: int, seed: int) -> Mask: ...
+    def initial_weights(self, model_seed: int) -> dict[str, torch.Tensor]: ...
+    def dense_weights(self, seed: int, stem: str) -> dict[str, torch.Tensor]: ...  # init | rewind | final
+    def imp_weights(self, level: int, seed: int, stem: str) -> dict[str, torch.Tensor]: ...
+    def score_batch(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def input_shape(self) -> tuple[int, ...]: ...
+
+
+@dataclass(frozen=True)
+class Start:
+    mask: Mask
+    weights: dict[str, torch.Tensor]  # the driver applies the mask
+    control_seed: int | None = None
+    find_flops: float = 0.0  # compute spent on scores beyond any training (e.g. SNIP's batch)
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    summary: str
+    source: str
+    find: str  # imp | dense | free
+    prepare: Callable[[Context, int, int], Start]
+
+
+def _counts(mask: Mask) -> dict[str, int]:
+    return {n: int(m.sum()) for n, m in mask.items()}
+
+
+def _total(mask: Mask) -> int:
+    return sum(int(m.sum()) for m in mask.values())
+
+
+def _dense_mask(ctx: Context, seed: int) -> Mask:
+    return ctx.imp_mask(0, seed)
+
+
+def _imp(ctx, level, seed):
+    return Start(ctx.imp_mask(level, seed), ctx.dense_weights(seed, "rewind"))
+
+
+def _reinit(ctx, level, seed):
+    control = derive(seed, "reinit", level)
+    return Start(ctx.imp_mask(level, seed), ctx.initial_weights(control), control)
+
+
+def _random(purpose):
+    def prepare(ctx, level, seed):
+        control = derive(seed, purpose, level)
+        mask = pruning.random_like(ctx.imp_mask(level, seed), torch.Generator().manual_seed(control))
+        return Start(mask, ctx.dense_weights(seed, "rewind"), control)
+    return prepare
+
+
+def _invert(ctx, level, seed):
+    # the previous level's *inverted* ticket, pruned by the largest magnitudes of the ticket's weights
+    prev_mask = ctx.imp_mask(level - 1, seed) if level > 1 else _dense_mask(ctx, seed)
+    counts = _counts(ctx.imp_mask(level, seed))
+    trained = ctx.imp_weights(level - 1, seed, "final")
+    mask = pruning.keep_top_layerwise({n: -trained[n].abs() for n in prev_mask}, prev_mask, counts)
+    return Start(mask, ctx.dense_weights(seed, "rewind"))
+
+
+def _oneshot(ctx, level, seed):
+    counts = _counts(ctx.imp_mask(level, seed))
+    trained = ctx.dense_weights(seed, "final")
+    mask = pruning.keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
+    return Start(mask, ctx.dense_weights(seed, "rewind"))
+
+
+def _magnitude_init(ctx, level, seed):
+    counts = _counts(ctx.imp_mask(level, seed))
+    init = ctx.dense_weights(seed, "init")
+    mask = pruning.keep_top_layerwise({n: init[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
+    return Start(mask, init)
+
+
+def _batch_flops(ctx, seed, passes):
+    x, _ = ctx.score_batch(seed)
+    params = sum(p.numel() for p in ctx.template.parameters())
+    return float(passes * 2 * params * len(x))
+
+
+def _snip(ctx, level, seed):
+    init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
+    x, y = ctx.score_batch(seed)
+    s = scores.snip(ctx.template, init, dense, x, y)
+    mask = pruning.keep_top_global(s, dense, _total(ctx.imp_mask(level, seed)))
+    return Start(mask, init, find_flops=_batch_flops(ctx, seed, 3))
+
+
+def _grasp(ctx, level, seed):
+    init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
+    x, y = ctx.score_batch(seed)
+    s = scores.grasp(ctx.template, init, dense, x, y)
+    mask = pruning.keep_top_global(s, dense, _total(ctx.imp_mask(level, seed)))
+    return Start(mask, init, find_flops=_batch_flops(ctx, seed, 9))
+
+
+def _synflow(ctx, level, seed, rounds=100):
+    init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
+    mask = scores.synflow(ctx.template, init, dense, ctx.input_shape(), _total(ctx.imp_mask(level, seed)), rounds)
+    params = sum(p.numel() for p in ctx.template.parameters())
+    return Start(mask, init, find_flops=float(rounds * 6 * params))
+
+
+BRANCHES: dict[str, Branch] = {b.name: b for b in (
+    Branch("imp", "the ticket: magnitude-prune the previous level's trained ticket, rewind to rewind_step",
+           "Frankle & Carbin 2019; late rewinding: Frankle et al. 2020", "imp", _imp),
+    Branch("reinit", "control: the ticket's mask, fresh weights from the same init distribution",
+           "Frankle & Carbin 2019", "imp", _reinit),
+    Branch("random_prune", "control: a random mask with the ticket's per-layer counts, the ticket's rewind weights",
+           "Frankle & Carbin 2019", "free", _random("random_prune")),
+    Branch("shuffle", "ablation: the ticket's mask shuffled within each layer (a fresh draw per level), rewind weights",
+           "Frankle et al. 2021, 'missing the mark'", "imp", _random("shuffle")),
+    Branch("invert", "ablation: inverted scores, keep the smallest trained weights instead of the largest",
+           "Frankle et al. 2021, 'missing the mark'", "imp", _invert),
+    Branch("oneshot", "one-shot magnitude pruning of the dense trained network to the level's per-layer counts",
+           "Frankle & Carbin 2019 (one-shot vs iterative)", "dense", _oneshot),
+    Branch("magnitude_init", "prune at initialisation by |w| to the level's per-layer counts",
+           "Frankle et al. 2021, 'missing the mark'", "free", _magnitude_init),
+    Branch("snip", "prune at initialisation by |g ⊙ w| on one batch, one global threshold",
+           "Lee et al. 2019, SNIP", "free", _snip),
+    Branch("grasp", "prune at initialisation by gradient-flow preservation (Hessian-gradient product), global",
+           "Wang et al. 2020, GraSP", "free", _grasp),
+    Branch("synflow", "data-free iterative pruning at initialisation, 100 rounds, exponential schedule, global",
+           "Tanaka et al. 2020, SynFlow", "free", _synflow),
+)}
