@@ -88,7 +88,8 @@ def test_branches_reuse_the_cached_dense_training(branched, monkeypatch):
     everything = replace(cfg, branches=tuple(BRANCHES))
     run_dir = Experiment(everything, RunOptions(store=store)).run()
     others = len(BRANCHES) - 1
-    assert trained == [others * 2, others * 2], "levels 1 and 2 train only the new branches; level 0 is reused"
+    # levels 1 and 2 train only the new branches (fine-tuning in its own program: its own learning rate)
+    assert sum(trained) == others * 2 * 2 and sorted(trained) == [2, 2, (others - 1) * 2, (others - 1) * 2]
     assert len(list((run_dir / "units" / "level_00").glob("*/seed_*"))) == 2, "one dense training per seed"
     df = table(RunStore(run_dir))
     assert set(df.branch) == set(BRANCHES)
@@ -134,3 +135,18 @@ def test_find_cost_follows_each_branch_rule(branched):
     assert row.loc[("oneshot", 2, 0)].find_flops == pytest.approx(dense.train_flops_effective)
     assert row.loc[("random_prune", 2, 0)].find_flops == 0
     assert 0 < row.loc[("snip", 2, 0)].find_flops < dense.train_flops_effective, "one batch, not a training"
+
+
+def test_lr_rewind_starts_from_trained_weights_and_replays_the_schedule(tmp_path):
+    cfg = replace(tiny_config(schedule="step", milestones=("1ep",), gamma=0.1), branches=("imp", "lr_rewind", "finetune"),
+                  levels=1, seeds=(0,))
+    s = RunStore(Experiment(cfg, RunOptions(store=tmp_path)).run())
+    trained = s.weights(Unit(0, "imp", 0), "final")
+    mask = s.mask(Unit(1, "imp", 0))
+    for branch in ("lr_rewind", "finetune"):
+        init = s.weights(Unit(1, branch, 0), "init")
+        assert all(torch.equal(init[n][mask[n]], trained[n][mask[n]]) for n in mask), f"{branch}: trained values"
+    imp_lrs = [h["lr"] for h in s.history(Unit(1, "imp", 0))]
+    assert [h["lr"] for h in s.history(Unit(1, "lr_rewind", 0))] == imp_lrs, "the schedule replayed"
+    assert imp_lrs[0] == pytest.approx(3e-3) and imp_lrs[-1] == pytest.approx(3e-4)
+    assert {h["lr"] for h in s.history(Unit(1, "finetune", 0))} == {imp_lrs[-1]}, "fine-tuning at the final rate"

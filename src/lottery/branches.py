@@ -3,8 +3,13 @@
 A branch says, for one (level, seed), which mask and which starting weights to train, using
 the IMP run's cached artefacts through the `Context` (the driver): the ticket's mask at each
 level, the dense network's initial, rewind and trained weights. It never re-implements the
-driver. All branches of a level train with the same budget, side by side with the ticket and
-sharing its data order, so every curve has one x axis (the ticket's sparsity at that level).
+driver. All branches of a level train with the same budget (the configured `train.length`,
+from their own starting weights), side by side with the ticket and sharing its data order,
+so every curve has one x axis (the ticket's sparsity at that level). Rewinding variants differ
+only in where the values come from and which learning rates they see: `imp` rewinds the
+values to `rewind_step`; `lr_rewind` keeps the trained values and replays the schedule;
+`finetune` keeps them and trains at the schedule's final rate (with a constant schedule the
+two coincide).
 
 `find` says what it cost to produce the branch's mask, for the compute accounting:
   imp     the IMP trainings of levels 0..L-1 of that seed (the ticket's own cost)
@@ -40,6 +45,7 @@ class Start:
     weights: dict[str, torch.Tensor]  # the driver applies the mask
     control_seed: int | None = None
     find_flops: float = 0.0  # compute spent on scores beyond any training (e.g. SNIP's batch)
+    lr_mode: str = "schedule"  # schedule: the configured schedule from step 0; final: its last value throughout
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,13 @@ def _magnitude_init(ctx, level, seed):
     return Start(mask, init)
 
 
+def _keep_trained(lr_mode):
+    # the ticket's mask on the previous level's *trained* weights: no rewinding of the values
+    def prepare(ctx, level, seed):
+        return Start(ctx.imp_mask(level, seed), ctx.imp_weights(level - 1, seed, "final"), lr_mode=lr_mode)
+    return prepare
+
+
 def _batch_flops(ctx, seed, passes):
     x, _ = ctx.score_batch(seed)
     params = sum(p.numel() for p in ctx.template.parameters())
@@ -143,6 +156,10 @@ BRANCHES: dict[str, Branch] = {b.name: b for b in (
            "Frankle et al. 2021, 'missing the mark'", "imp", _random("shuffle")),
     Branch("invert", "ablation: inverted scores, keep the smallest trained weights instead of the largest",
            "Frankle et al. 2021, 'missing the mark'", "imp", _invert),
+    Branch("lr_rewind", "learning-rate rewinding: the ticket's mask on the trained weights, the LR schedule replayed",
+           "Renda et al. 2020, 'Comparing rewinding and fine-tuning'", "imp", _keep_trained("schedule")),
+    Branch("finetune", "fine-tuning: the ticket's mask on the trained weights, the schedule's final LR throughout",
+           "Renda et al. 2020; Han et al. 2015", "imp", _keep_trained("final")),
     Branch("oneshot", "one-shot magnitude pruning of the dense trained network to the level's per-layer counts",
            "Frankle & Carbin 2019 (one-shot vs iterative)", "dense", _oneshot),
     Branch("magnitude_init", "prune at initialisation by |w| to the level's per-layer counts",

@@ -49,22 +49,26 @@ def to_steps(value: str, steps_per_epoch: float) -> int:
 class DataConfig:
     dataset: str = "mnist"
     validation_size: int = 5000  # held out of the training set, as in the paper
+    fingerprint: str = ""  # 'custom' data (find_ticket): a hash of the tensors
 
     def __post_init__(self):
         from lottery.data import DATASETS
 
-        _check(self.dataset in DATASETS, f"data.dataset={self.dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
+        _check(self.dataset in DATASETS or (self.dataset == "custom" and self.fingerprint),
+               f"data.dataset={self.dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
         _check(self.validation_size >= 1, f"data.validation_size={self.validation_size} must be at least 1")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "lenet_300_100"
+    fingerprint: str = ""  # 'custom' models (find_ticket): a hash of the architecture
 
     def __post_init__(self):
         from lottery.models import MODELS
 
-        _check(self.name in MODELS, f"model.name={self.name!r} is unknown; choose one of {', '.join(MODELS)}")
+        _check(self.name in MODELS or (self.name == "custom" and self.fingerprint),
+               f"model.name={self.name!r} is unknown; choose one of {', '.join(MODELS)}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,9 @@ class ExperimentConfig:
 
     def hashed_dict(self) -> dict:
         d = self.to_dict()
+        for part in ("data", "model"):  # empty fingerprints are left out: built-in names keep their hashes
+            if not d[part]["fingerprint"]:
+                del d[part]["fingerprint"]
         return {"schema": SCHEMA_VERSION, **{k: d[k] for k in self.HASHED}}
 
     def canonical_json(self) -> str:

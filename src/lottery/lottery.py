@@ -65,12 +65,16 @@ class Experiment:
     """One config's IMP run over a store; `run()` does whatever is not done yet."""
 
     def __init__(self, cfg: ExperimentConfig, options: RunOptions = RunOptions(), data: Dataset | None = None,
-                 reporter: Reporter | None = None):
+                 reporter: Reporter | None = None, model_factory=None, prunable: list[str] | None = None):
         self.cfg, self.options = cfg, options
         self.reporter = reporter or Reporter()
         self.data = data if data is not None else load_dataset(cfg.data, options.data_dir)
-        self.template = models.build(cfg.model.name, self.data.input_shape, self.data.num_classes, seed=0)
-        self.prunable = masks_lib.prunable_names(self.template)
+        self.build_model = model_factory or (lambda seed: models.build(
+            cfg.model.name, self.data.input_shape, self.data.num_classes, seed))
+        self.template = self.build_model(0)
+        self.prunable = list(prunable) if prunable is not None else masks_lib.prunable_names(self.template)
+        if not self.prunable:
+            raise ConfigError("the model has nothing to prune (no Linear or Conv weights)")
         steps_per_epoch = len(self.data.train_x) / cfg.train.batch_size
         self.total_steps = to_steps(cfg.train.length, steps_per_epoch)
         self.rewind_step = to_steps(cfg.rewind_step, steps_per_epoch)
@@ -82,8 +86,7 @@ class Experiment:
 
     # --- what each unit starts from --------------------------------------------------------
     def initial_weights(self, seed: int) -> dict[str, torch.Tensor]:
-        model = models.build(self.cfg.model.name, self.data.input_shape, self.data.num_classes, seed)
-        return {n: p.detach().clone() for n, p in model.named_parameters()}
+        return {n: p.detach().clone() for n, p in self.build_model(seed).named_parameters()}
 
     def imp_mask(self, level: int, seed: int) -> dict[str, torch.Tensor]:
         """The ticket's mask at `level`: the previous level's trained ticket, magnitude-pruned."""
@@ -123,7 +126,8 @@ class Experiment:
         else:
             start = BRANCHES[unit.branch].prepare(self, unit.level, unit.seed)
         seeds["control_seed"] = start.control_seed
-        info = {**seeds, "score_flops": start.find_flops, "score_seconds": time.perf_counter() - started}
+        info = {**seeds, "score_flops": start.find_flops, "score_seconds": time.perf_counter() - started,
+                "lr_mode": start.lr_mode}
         return Replicate(masks_lib.apply(start.weights, start.mask), start.mask, seeds["data_seed"]), info
 
     # --- running ---------------------------------------------------------------------------
@@ -148,9 +152,16 @@ class Experiment:
             self.store.unlock()
         return self.store.run_dir
 
-    def _train_group(self, group: list[Unit]) -> None:
-        level = group[0].level
-        prepared = [self.prepare(u) for u in group]
+    def _train_group(self, units: list[Unit]) -> None:
+        level = units[0].level
+        prepared_all = [self.prepare(u) for u in units]
+        by_mode: dict[str, list[int]] = {}  # replicates of one program must share their learning rates
+        for i, (_, info) in enumerate(prepared_all):
+            by_mode.setdefault(info["lr_mode"], []).append(i)
+        for lr_mode, idx in by_mode.items():
+            self._train_subgroup(level, [units[i] for i in idx], [prepared_all[i] for i in idx], lr_mode)
+
+    def _train_subgroup(self, level: int, group: list[Unit], prepared: list, lr_mode: str) -> None:
         name = f"level_{level:02d}-" + derive(0, *[u.key for u in group]).to_bytes(8, "big").hex()
         checkpoint = self.store.checkpoint(name)
         branches = sorted({u.branch for u in group}, key=self.cfg.branches.index)
@@ -160,7 +171,7 @@ class Experiment:
         results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
                         checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
-                        engine=self.options.engine)
+                        engine=self.options.engine, lr_mode=lr_mode)
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
             if level == 0:

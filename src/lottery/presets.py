@@ -45,3 +45,25 @@ PRESETS = {
                          prune=PruneConfig(rate=0.2, output_rate=0.1), levels=3, seeds=(0,)),
     ),
 }
+
+
+def _with_branches(base: str, branches: tuple[str, ...], what: str, seeds=None) -> Preset:
+    from dataclasses import replace
+
+    from lottery.branches import BRANCHES
+
+    sources = "; ".join(f"{b}: {BRANCHES[b].source}" for b in branches if b != "imp")
+    cfg = replace(PRESETS[base].config, branches=branches, **({"seeds": seeds} if seeds else {}))
+    return Preset(f"{what} beside the IMP ticket, on the budget of {base} (training settings: Frankle & Carbin "
+                  f"2019). Method sources: {sources}", cfg)
+
+
+_METHODS = ("oneshot", "lr_rewind", "finetune", "magnitude_init", "snip", "grasp", "synflow")
+for _m in _METHODS:
+    PRESETS[f"lenet-mnist-{_m}"] = _with_branches("lenet-mnist", ("imp", _m), f"{_m}")
+    PRESETS[f"lenet-mnist-{_m}-quick"] = _with_branches("lenet-mnist-quick", ("imp", _m), f"{_m}")
+PRESETS["lenet-mnist-all-quick"] = _with_branches(
+    "lenet-mnist-quick", ("imp", "reinit", "random_prune", "shuffle", "invert") + _METHODS,
+    "every control, ablation and method", seeds=(0,))
+PRESETS["mlp-mnist1d-all"] = _with_branches(
+    "mlp-mnist1d", ("imp", "reinit", "random_prune", "shuffle", "invert") + _METHODS, "every control, ablation and method")

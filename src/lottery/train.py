@@ -117,7 +117,7 @@ class GroupTrainer:
 
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
-                 progress=None, engine: str = "auto"):
+                 progress=None, engine: str = "auto", lr_mode: str = "schedule"):
         self.data, self.cfg = data, cfg
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
         self.S, self.R, self.order = _layout(replicates)
@@ -137,6 +137,10 @@ class GroupTrainer:
         self.data_order = DataOrder(len(data.train_x), cfg.batch_size, [ordered[s * self.R].data_seed for s in range(self.S)])
         self.optimizer = make_optimizer(cfg, list(self.params.values()))
         self.lrs = [learning_rate(cfg, t, self.total, spe) for t in range(self.total)]
+        if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
+            self.lrs = [self.lrs[-1]] * self.total
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lrs[0] if self.lrs else cfg.lr
 
         self.stack = make_stack(template, self.S, self.R, engine)
 
@@ -253,7 +257,8 @@ class GroupTrainer:
                 self.best[n] = torch.where(sel, self.params[n].detach(), self.best[n])
         train_loss = (self.train_loss_sum / steps_since) if steps_since else torch.full_like(val_loss, math.nan)
         self.train_loss_sum.zero_()
-        self.history.append({"step": self.step, "train_loss": train_loss.flatten().tolist(),
+        self.history.append({"step": self.step, "lr": self.lrs[min(self.step, self.total - 1)],
+                             "train_loss": train_loss.flatten().tolist(),
                              "val_loss": val_loss.flatten().tolist(), "val_acc": val_acc.flatten().tolist()})
 
     def _results(self, seconds: float) -> list[ReplicateResult]:
@@ -267,7 +272,7 @@ class GroupTrainer:
             out[self.order[k]] = ReplicateResult(
                 final={n: p[s, r].detach().clone() for n, p in self.params.items()},
                 snapshots={st: {n: t[s, r].clone() for n, t in snap.items()} for st, snap in self.snapshots.items()},
-                history=[{"step": h["step"], "train_loss": h["train_loss"][k], "val_loss": h["val_loss"][k],
+                history=[{"step": h["step"], "lr": h["lr"], "train_loss": h["train_loss"][k], "val_loss": h["val_loss"][k],
                           "val_acc": h["val_acc"][k]} for h in self.history],
                 early_stop_step=int(self.best_step[s, r]),
                 val_acc_end=self.history[-1]["val_acc"][k],

@@ -1,0 +1,67 @@
+import pytest
+import torch
+from torch import nn
+
+import lottery
+from lottery.config import ConfigError
+from lottery.results import COLUMNS
+
+
+class TanhNet(nn.Module):
+    """A model the package never saw: Tanh, and a bias-free middle layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(20, 24)
+        self.mid = nn.Linear(24, 16, bias=False)
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(torch.tanh(self.inp(x)))))
+
+
+def data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(4, 20, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 4, (n,), generator=g)
+    return centres[y] + 0.8 * torch.randn(n, 20, generator=g), y
+
+
+def test_find_ticket_on_an_unseen_model(tmp_path):
+    model = TanhNet()
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    ticket = lottery.find_ticket(model, train=data(600, 1), test=data(200, 2), levels=2, seeds=(0, 1),
+                                 store=tmp_path, lr=1e-2, batch_size=50, length="3ep", eval_every="1ep")
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items()), "the user's model is untouched"
+    assert set(ticket.masks) == {"inp.weight", "mid.weight", "out.weight"}
+    df = ticket.results
+    assert set(COLUMNS) <= set(df.columns) and len(df) == 2 * (1 + 3 * 2)
+    assert (ticket.run_dir / "results.csv").exists()
+    net = ticket.module()
+    assert isinstance(net, TanhNet)
+    for n, m in ticket.masks.items():
+        assert torch.all(dict(net.named_parameters())[n][~m] == 0.0)
+    assert int(ticket.masks["inp.weight"].sum()) == 480 - 96 - 77, "two levels of 20% layerwise"
+    acc = (net(data(200, 2)[0]).argmax(-1) == data(200, 2)[1]).float().mean()
+    assert acc == pytest.approx(df[(df.branch == "imp") & (df.level == 2) & (df.seed == 0)].test_acc_end.item())
+    again = lottery.find_ticket(TanhNet(), train=data(600, 1), test=data(200, 2), levels=2, seeds=(0, 1),
+                                store=tmp_path, lr=1e-2, batch_size=50, length="3ep", eval_every="1ep")
+    assert again.run_dir == ticket.run_dir, "same architecture and data: the same run, reused"
+
+
+def test_map_style_dataset_is_accepted(tmp_path):
+    x, y = data(300, 3)
+    pairs = [(x[i], int(y[i])) for i in range(300)]
+    ticket = lottery.find_ticket(TanhNet(), train=pairs, test=data(100, 4), levels=1, branches=("imp",),
+                                 store=tmp_path, length="1ep", batch_size=50, eval_every="1ep")
+    assert len(ticket.results) == 2
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="nothing to prune"):
+        lottery.find_ticket(nn.Sequential(nn.Tanh()), train=data(100, 1), test=data(50, 2), store=tmp_path)
+    with pytest.raises(ConfigError, match=r"does not fit the model"):
+        lottery.find_ticket(TanhNet(), train=(torch.randn(100, 7), torch.zeros(100).long()), test=data(50, 2),
+                            store=tmp_path)
+    with pytest.raises(ConfigError, match="unknown training option"):
+        lottery.find_ticket(TanhNet(), train=data(100, 1), test=data(50, 2), store=tmp_path, learning_rate=1)
