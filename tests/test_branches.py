@@ -150,3 +150,21 @@ def test_lr_rewind_starts_from_trained_weights_and_replays_the_schedule(tmp_path
     assert [h["lr"] for h in s.history(Unit(1, "lr_rewind", 0))] == imp_lrs, "the schedule replayed"
     assert imp_lrs[0] == pytest.approx(3e-3) and imp_lrs[-1] == pytest.approx(3e-4)
     assert {h["lr"] for h in s.history(Unit(1, "finetune", 0))} == {imp_lrs[-1]}, "fine-tuning at the final rate"
+
+
+def test_early_bird_stops_before_the_full_budget(tmp_path):
+    from lottery.early_bird import mask_distance
+
+    cfg = replace(tiny_config(lr=1e-2, length="20ep", eval_every="0.25ep"), branches=("imp", "early_bird"),
+                  levels=2, seeds=(0,))
+    s = RunStore(Experiment(cfg, RunOptions(store=tmp_path)).run())
+    df = table(s).set_index(["branch", "level"])
+    total = int(df.loc[("imp", 0)].steps)
+    for level in (1, 2):
+        eb = df.loc[("early_bird", level)]
+        assert 0 < eb.early_bird_step < total / 2, "the mask stabilised long before the end of training"
+        assert eb.find_flops < df.loc[("imp", 1)].find_flops, "cheaper than the dense training IMP needs"
+        ticket, bird = s.mask(Unit(level, "imp", 0)), s.mask(Unit(level, "early_bird", 0))
+        assert {n: int(m.sum()) for n, m in bird.items()} == {n: int(m.sum()) for n, m in ticket.items()}
+    a = {"w": torch.tensor([True, False, True, True])}
+    assert mask_distance(a, {"w": torch.tensor([True, True, True, False])}) == 0.5

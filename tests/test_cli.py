@@ -56,3 +56,17 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     assert main(["status", str(run_dir)]) == 0
     assert "14/14 units done (finished)" in capsys.readouterr().out
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out
+
+
+def test_a_list_of_rewinding_points_runs_one_experiment_each(tmp_path, capsys):
+    store = tmp_path / "store"
+    assert main(["run", "synthetic-tiny", "--store", str(store), "--quiet", "--levels", "1",
+                 "--branches", "imp", "--rewind-steps", "0,5,1ep"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    dirs = [Path(line) for line in out[-3:]]
+    assert len({d.name for d in dirs}) == 3 and all((d / "results.csv").exists() for d in dirs)
+    assert any(line.startswith("rewinding comparison:") for line in out)
+    import json
+    assert [json.loads((d / "config.json").read_text())["rewind_step"] for d in dirs] == ["0", "5", "1ep"]
+    assert main(["run", "synthetic-tiny", "--store", str(store), "--rewind-steps", "0,soon"]) == 2
+    assert "rewind_step='soon' is not a length" in capsys.readouterr().err

@@ -14,7 +14,8 @@ two coincide).
 `find` says what it cost to produce the branch's mask, for the compute accounting:
   imp     the IMP trainings of levels 0..L-1 of that seed (the ticket's own cost)
   dense   the dense training only (level 0)
-  free    nothing that needs training (a random draw, or scores at initialisation)
+  free    nothing that needs training (a random draw, or scores at initialisation); whatever
+          the branch computes itself (a SNIP batch, an early-bird search) is added as its own cost
 """
 
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Start:
     control_seed: int | None = None
     find_flops: float = 0.0  # compute spent on scores beyond any training (e.g. SNIP's batch)
     lr_mode: str = "schedule"  # schedule: the configured schedule from step 0; final: its last value throughout
+    find_seconds: float | None = None  # when the scoring's wall time is not this call's (a cached search)
+    extra: dict | None = None  # more columns for the results table
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,15 @@ def _keep_trained(lr_mode):
     return prepare
 
 
+def _early_bird(ctx, level, seed):
+    from lottery.early_bird import search
+
+    step, mask, seconds = search(ctx, seed)[level]
+    params = sum(p.numel() for p in ctx.template.parameters())
+    return Start(mask, ctx.dense_weights(seed, "rewind"), find_flops=float(6 * params * ctx.cfg.train.batch_size * step),
+                 find_seconds=seconds, extra={"early_bird_step": step})
+
+
 def _batch_flops(ctx, seed, passes):
     x, _ = ctx.score_batch(seed)
     params = sum(p.numel() for p in ctx.template.parameters())
@@ -162,6 +174,8 @@ BRANCHES: dict[str, Branch] = {b.name: b for b in (
            "Renda et al. 2020; Han et al. 2015", "imp", _keep_trained("final")),
     Branch("oneshot", "one-shot magnitude pruning of the dense trained network to the level's per-layer counts",
            "Frankle & Carbin 2019 (one-shot vs iterative)", "dense", _oneshot),
+    Branch("early_bird", "magnitude mask drawn during dense training once successive masks agree, then rewound",
+           "You et al. 2020, 'Drawing early-bird tickets'", "free", _early_bird),
     Branch("magnitude_init", "prune at initialisation by |w| to the level's per-layer counts",
            "Frankle et al. 2021, 'missing the mark'", "free", _magnitude_init),
     Branch("snip", "prune at initialisation by |g ⊙ w| on one batch, one global threshold",

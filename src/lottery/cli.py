@@ -80,12 +80,10 @@ def resolve_config(args):
 
 
 def cmd_run(args) -> int:
-    from lottery.analysis.plots import accuracy_figure
+    from dataclasses import replace as with_changes
+
     from lottery.analysis.report import write_report
-    from lottery.analysis.verdict import verdicts
-    from lottery.lottery import Experiment, RunOptions
-    from lottery.progress import RichReporter
-    from lottery.results import write_csv
+    from lottery.lottery import RunOptions
     from lottery.store import RunStore
 
     cfg = resolve_config(args)
@@ -94,9 +92,30 @@ def cmd_run(args) -> int:
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
                          vectorise=not args.no_vectorise, engine=args.engine)
-    exp = Experiment(cfg, options, reporter=RichReporter(enabled=not args.quiet))
+    rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
+    configs = [with_changes(cfg, rewind_step=k) for k in rewinds] or [cfg]
+    run_dirs = [_run_one(c, options, args.quiet) for c in configs]
+    if len(run_dirs) > 1:  # one report comparing the rewinding points side by side
+        html_path, _ = write_report([RunStore(d) for d in run_dirs], run_dirs[-1] / "report-rewinding")
+        print(f"rewinding comparison: {html_path}")
+    for d in run_dirs:
+        print(d)
+    return 0
+
+
+def _run_one(cfg, options, quiet: bool):
+    from lottery.analysis.plots import accuracy_figure
+    from lottery.analysis.report import write_report
+    from lottery.analysis.verdict import verdicts
+    from lottery.lottery import Experiment
+    from lottery.progress import RichReporter
+    from lottery.results import write_csv
+    from lottery.store import RunStore
+
+    exp = Experiment(cfg, options, reporter=RichReporter(enabled=not quiet))
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
-          f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}", file=sys.stderr)
+          f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}, rewind_step {cfg.rewind_step}",
+          file=sys.stderr)
     run_dir = exp.run()
     store = RunStore(run_dir)
     df = write_csv(store)
@@ -106,8 +125,7 @@ def cmd_run(args) -> int:
     accuracy_figure(df, run_dir)
     html_path, _ = write_report([store], run_dir / "report")
     print(f"table: {run_dir / 'results.csv'}\nfigure: {run_dir / 'accuracy.png'}\nreport: {html_path}")
-    print(run_dir)
-    return 0
+    return run_dir
 
 
 def _find_one(name, store):
@@ -225,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", help="comma-separated experiment seeds, e.g. 0,1,2")
     r.add_argument("--replicates", type=int, help="N seeds: 0..N-1")
     r.add_argument("--branches", help="comma-separated, e.g. imp,reinit,random_prune,snip (see `lottery branches`)")
+    r.add_argument("--rewind-steps", metavar="K,K,...",
+                   help="run once per rewinding point (steps or epochs, e.g. 0,100,2ep) and compare them")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.lr=0.01 (repeatable)")
     r.add_argument("--store", type=str, help="store directory (default $LOTTERY_STORE or ./runs)")

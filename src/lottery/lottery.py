@@ -114,20 +114,24 @@ class Experiment:
         idx = torch.randperm(len(self.data.train_x), generator=g)[:size]
         return self.data.train_x[idx], self.data.train_y[idx]
 
+    def data_seed(self, seed: int) -> int:
+        return derive(seed, "data")
+
     def input_shape(self) -> tuple[int, ...]:
         return self.data.input_shape
 
     def prepare(self, unit: Unit) -> tuple[Replicate, dict]:
         """The unit's starting weights, mask and data seed, plus the seeds and scoring cost it used."""
-        seeds = {"model_seed": derive(unit.seed, "init"), "data_seed": derive(unit.seed, "data"), "control_seed": None}
+        seeds = {"model_seed": derive(unit.seed, "init"), "data_seed": self.data_seed(unit.seed), "control_seed": None}
         started = time.perf_counter()
         if unit.level == 0:
             start = Start(self.imp_mask(0, unit.seed), self.initial_weights(seeds["model_seed"]))
         else:
             start = BRANCHES[unit.branch].prepare(self, unit.level, unit.seed)
         seeds["control_seed"] = start.control_seed
-        info = {**seeds, "score_flops": start.find_flops, "score_seconds": time.perf_counter() - started,
-                "lr_mode": start.lr_mode}
+        seconds = start.find_seconds if start.find_seconds is not None else time.perf_counter() - started
+        info = {**seeds, "score_flops": start.find_flops, "score_seconds": seconds, "lr_mode": start.lr_mode,
+                **(start.extra or {})}
         return Replicate(masks_lib.apply(start.weights, start.mask), start.mask, seeds["data_seed"]), info
 
     # --- running ---------------------------------------------------------------------------

@@ -117,8 +117,9 @@ class GroupTrainer:
 
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
-                 progress=None, engine: str = "auto", lr_mode: str = "schedule"):
+                 progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None):
         self.data, self.cfg = data, cfg
+        self.on_eval = on_eval  # (step, params) → True to stop training there (early-bird search)
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
         self.S, self.R, self.order = _layout(replicates)
         self.K = self.S * self.R
@@ -218,6 +219,8 @@ class GroupTrainer:
             if self.step in self.eval_steps and (not self.history or self.history[-1]["step"] != self.step):
                 self._eval_point(self.step - self.last_eval)
                 self.last_eval = self.step
+                if self.on_eval is not None and self.on_eval(self.step, self.params):
+                    break
             if self.step >= self.total:
                 break
             idx = self.data_order.indices(self.step)
@@ -277,7 +280,7 @@ class GroupTrainer:
                 early_stop_step=int(self.best_step[s, r]),
                 val_acc_end=self.history[-1]["val_acc"][k],
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
-                train_seconds=seconds / self.K, steps=self.total,
+                train_seconds=seconds / self.K, steps=self.step,
                 extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step})
         return out
 

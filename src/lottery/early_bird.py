@@ -1,0 +1,109 @@
+"""Early-bird tickets (You et al. 2020): draw the magnitude mask *during* dense training and stop
+as soon as successive masks agree, instead of training to the end first.
+
+One search per seed trains the dense network (the seed's initialisation and data order, as at
+level 0) and at every evaluation point draws, for every level, the magnitude mask at that
+level's size. A level's ticket is drawn at the first point where the last `WINDOW` successive
+masks all differ by less than `EPSILON` (normalised Hamming distance, as in the paper); the
+search stops once every level has its ticket, or at the end of the budget. What it saved is
+recorded: `early_bird_step` against the full training length.
+"""
+
+import json
+import time
+
+import torch
+
+from lottery import masks as masks_lib
+from lottery import pruning
+from lottery.train import Replicate, train
+
+WINDOW = 5
+EPSILON = 0.1
+
+
+def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Normalised Hamming distance between two masks: the fraction of weights that differ."""
+    differ = sum(int((a[n] != b[n]).sum()) for n in a)
+    return differ / sum(m.numel() for m in a.values())
+
+
+def level_targets(dense: dict[str, torch.Tensor], levels: int, rate: float, output_rate: float) -> list[dict[str, int]]:
+    """Per-layer kept counts of the IMP ticket at levels 1..`levels` under layerwise pruning (they
+    follow from the rates alone)."""
+    rates = pruning.layer_rates(list(dense), rate, output_rate)
+    counts = {n: m.numel() for n, m in dense.items()}
+    out = []
+    for _ in range(levels):
+        counts = {n: c - pruning.prune_count(c, rates[n]) for n, c in counts.items()}
+        out.append(dict(counts))
+    return out
+
+
+class Search:
+    """The stopping rule, called at every evaluation point with the (stacked) parameters."""
+
+    def __init__(self, targets: list[dict[str, int]], scope: str, window: int = WINDOW, epsilon: float = EPSILON):
+        self.targets, self.scope, self.window, self.epsilon = targets, scope, window, epsilon
+        self.history: list[list[dict]] = [[] for _ in targets]
+        self.drawn: dict[int, tuple[int, dict]] = {}  # level index → (step, mask)
+
+    def draw(self, weights: dict[str, torch.Tensor], counts: dict[str, int]) -> dict[str, torch.Tensor]:
+        scores = {n: weights[n].abs() for n in counts}
+        full = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
+        if self.scope == "global":
+            return pruning.keep_top_global(scores, full, sum(counts.values()))
+        return pruning.keep_top_layerwise(scores, full, counts)
+
+    def __call__(self, step: int, params: dict[str, torch.Tensor]) -> bool:
+        weights = {n: p.detach()[0, 0] for n, p in params.items()}
+        for i, counts in enumerate(self.targets):
+            if i in self.drawn:
+                continue
+            hist = self.history[i]
+            hist.append(self.draw(weights, counts))
+            del hist[:-(self.window + 1)]
+            if len(hist) == self.window + 1 and all(
+                    mask_distance(a, b) < self.epsilon for a, b in zip(hist[:-1], hist[1:])):
+                self.drawn[i] = (step, hist[-1])
+        return len(self.drawn) == len(self.targets)
+
+
+def search(ctx, seed: int) -> dict:
+    """{level: (step, mask)} for every level of the run, cached in the store per seed."""
+    cfg = ctx.cfg
+    checkpoint = ctx.store.checkpoint(f"aux-early_bird-seed_{seed}")
+    cached = checkpoint.load()
+    if cached is not None:
+        tensors, meta = cached
+        meta = json.loads(meta)
+        if meta["levels"] >= cfg.levels:
+            return _unpack(tensors, meta)
+    init = ctx.dense_weights(seed, "init")
+    dense = masks_lib.dense(init, ctx.prunable)
+    targets = level_targets(dense, cfg.levels, cfg.prune.rate, cfg.prune.output_rate)
+    rule = Search(targets, cfg.prune.scope)
+    started = time.perf_counter()
+    (result,) = train(ctx.template, [Replicate(init, dense, ctx.data_seed(seed))], ctx.data, cfg.train,
+                      on_eval=rule, engine=ctx.options.engine)
+    seconds = time.perf_counter() - started
+    meta = {"levels": cfg.levels, "steps_run": result.steps, "seconds": seconds,
+            "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}}
+    tensors = {f"{i + 1}.{n}": m for i, (_, mask) in rule.drawn.items() for n, m in mask.items()}
+    # levels never stable within the budget: the mask at the end of the search
+    last = {n: p for n, p in result.final.items()}
+    for i, counts in enumerate(targets):
+        if i not in rule.drawn:
+            meta["drawn"][str(i + 1)] = result.steps
+            tensors.update({f"{i + 1}.{n}": m for n, m in rule.draw(last, counts).items()})
+    checkpoint.save(tensors, json.dumps(meta))
+    return _unpack(tensors, meta)
+
+
+def _unpack(tensors, meta) -> dict:
+    out = {}
+    for level, step in meta["drawn"].items():
+        prefix = f"{level}."
+        mask = {k[len(prefix):]: t.bool() for k, t in tensors.items() if k.startswith(prefix)}
+        out[int(level)] = (step, mask, meta["seconds"] * step / max(1, meta["steps_run"]))
+    return out
