@@ -58,7 +58,7 @@ def _with_branches(base: str, branches: tuple[str, ...], what: str, seeds=None) 
                   f"2019). Method sources: {sources}", cfg)
 
 
-_METHODS = ("oneshot", "lr_rewind", "finetune", "magnitude_init", "snip", "grasp", "synflow")
+_METHODS = ("oneshot", "lr_rewind", "finetune", "early_bird", "magnitude_init", "snip", "grasp", "synflow")
 for _m in _METHODS:
     PRESETS[f"lenet-mnist-{_m}"] = _with_branches("lenet-mnist", ("imp", _m), f"{_m}")
     PRESETS[f"lenet-mnist-{_m}-quick"] = _with_branches("lenet-mnist-quick", ("imp", _m), f"{_m}")
