@@ -1,7 +1,6 @@
 """The MNIST-1D MLP: 16 replicates as one program vs the same 16 trained one after another by
 the engine, measured in one run. Each replicate has its own data order (16 streams)."""
 
-from dataclasses import replace
 
 from common import result, time_engine
 

@@ -2,9 +2,9 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import tiny_config
 from torch import nn
 
-from conftest import tiny_config
 from lottery import lottery as driver
 from lottery import pruning, scores
 from lottery.branches import BRANCHES

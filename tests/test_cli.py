@@ -70,3 +70,21 @@ def test_a_list_of_rewinding_points_runs_one_experiment_each(tmp_path, capsys):
     assert [json.loads((d / "config.json").read_text())["rewind_step"] for d in dirs] == ["0", "5", "1ep"]
     assert main(["run", "synthetic-tiny", "--store", str(store), "--rewind-steps", "0,soon"]) == 2
     assert "rewind_step='soon' is not a length" in capsys.readouterr().err
+
+
+def test_export_and_compare(tmp_path, capsys):
+    import pandas as pd
+
+    store = tmp_path / "store"
+    for lr in ("3e-3", "1e-2"):
+        assert main(["run", "synthetic-tiny", "--store", str(store), "--quiet", "--levels", "1",
+                     "--set", f"train.lr={lr}"]) == 0
+    a, b = sorted(p for p in store.iterdir() if (p / "config.json").exists())
+    capsys.readouterr()
+    assert main(["export", str(a), "--out", str(tmp_path / "t.parquet")]) == 0
+    df = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(df) == 4 and {"find_flops", "samples", "train_flops_effective"} <= set(df.columns)
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "train.lr: 0.003 → 0.01" in out or "train.lr: 0.01 → 0.003" in out
+    assert "random_prune" in out and "B − A" in out

@@ -6,12 +6,12 @@ import subprocess
 
 import pandas as pd
 import pytest
+from test_stats import table as synthetic_table
 
 from lottery.analysis import plots
 from lottery.analysis.report import write_report
 from lottery.lottery import Experiment, RunOptions
 from lottery.store import RunStore
-from test_stats import table as synthetic_table
 
 
 def test_figures_from_a_small_synthetic_table(tmp_path):

@@ -2,8 +2,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from lottery import store as store_lib
 from lottery.store import RunStore, StoreError, Unit
 

@@ -193,7 +193,8 @@ class Experiment:
             "fraction_remaining": masks_lib.fraction_remaining(rep.mask),
             "test_acc_end": res.test_acc_end, "test_acc_early_stop": res.test_acc_early_stop,
             "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
-            "steps": res.steps, "train_seconds": res.train_seconds, "group_size": res.extra["group_size"],
+            "steps": res.steps, "samples": samples, "train_seconds": res.train_seconds,
+            "group_size": res.extra["group_size"],
             "resumed_from_step": res.extra["resumed_from_step"],
             "rewind_step": self.rewind_step, "params_total": total, "params_alive": alive,
             # forward + backward ≈ 6 FLOPs per weight per example; effective counts only unpruned weights

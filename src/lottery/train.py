@@ -201,7 +201,7 @@ class GroupTrainer:
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[ReplicateResult]:
-        d, cfg = self.data, self.cfg
+        d = self.data
         self.step, self.last_eval, self.history = 0, 0, []
         self.best_loss = torch.full((self.S, self.R), math.inf, dtype=torch.float64)
         self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
@@ -210,7 +210,7 @@ class GroupTrainer:
         self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64)
         resumed = self._restore()
         self.resumed_from_step = self.step
-        params, grads_masked = list(self.params.values()), [self.params[n] for n in self.masks]
+        grads_masked = [self.params[n] for n in self.masks]
         mask_list = [self.masks[n] for n in self.masks]
         started = time.perf_counter()
         if not resumed:
