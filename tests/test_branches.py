@@ -167,4 +167,21 @@ def test_early_bird_stops_before_the_full_budget(tmp_path):
         ticket, bird = s.mask(Unit(level, "imp", 0)), s.mask(Unit(level, "early_bird", 0))
         assert {n: int(m.sum()) for n, m in bird.items()} == {n: int(m.sum()) for n, m in ticket.items()}
     a = {"w": torch.tensor([True, False, True, True])}
-    assert mask_distance(a, {"w": torch.tensor([True, True, True, False])}) == 0.5
+    assert mask_distance(a, {"w": torch.tensor([True, True, True, False])}) == pytest.approx(1 / 3)
+    assert mask_distance(a, a) == 0.0
+
+
+def test_early_bird_rule_waits_for_a_window_of_stable_masks():
+    from lottery.early_bird import Search
+
+    rule = Search([{"w": 5}], scope="layerwise", window=3, epsilon=0.1)
+    g = torch.Generator().manual_seed(0)
+    stable = torch.randn(1, 1, 20, generator=g)
+    steps = []
+    for step in range(0, 200, 10):
+        w = torch.randn(1, 1, 20, generator=g) if step < 100 else stable  # reshuffled, then settled
+        if rule(step, {"w": w}):
+            steps.append(step)
+            break
+    assert steps == [130], "drawn once three successive distances are small: at 100 → 110 → 120 → 130"
+    assert int(rule.drawn[0][1]["w"].sum()) == 5
