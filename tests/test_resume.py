@@ -25,7 +25,7 @@ def unit_files(run_dir: Path):
     return sorted(p.relative_to(run_dir) for p in (run_dir / "units").rglob("*") if p.is_file())
 
 
-def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path):
+def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path, capsys):
     straight = cli(tmp_path / "a")
     out, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
@@ -45,6 +45,10 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path):
     run_dir = checkpoint.parent.parent
     assert not (run_dir / "units/level_01/imp/seed_0/DONE").exists(), "killed before level 1 finished"
     assert (run_dir / "units/level_00/imp/seed_0/DONE").exists(), "level 0 survived the kill"
+    from lottery.cli import main
+    assert main(["status", str(run_dir)]) == 0
+    status = capsys.readouterr().out
+    assert "units done (running or killed)" in status and "in training: level_01" in status and "ETA" in status
 
     resumed = cli(tmp_path / "b")
     out, err = resumed.communicate(timeout=300)

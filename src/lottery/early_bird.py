@@ -81,7 +81,7 @@ class Search:
 def search(ctx, seed: int) -> dict:
     """{level: (step, mask)} for every level of the run, cached in the store per seed."""
     cfg = ctx.cfg
-    checkpoint = ctx.store.checkpoint(f"aux-early_bird-seed_{seed}")
+    checkpoint = ctx.store.aux(f"early_bird-seed_{seed}")
     cached = checkpoint.load()
     if cached is not None:
         tensors, meta = cached

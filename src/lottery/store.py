@@ -5,6 +5,7 @@
         mask.safetensors, init.safetensors, final.safetensors (rewind.safetensors at level 0)
         metrics.jsonl (one row per evaluation), summary.json, DONE (written last)
     <store>/<hash>/checkpoints/                   in-training checkpoints of unfinished groups
+    <store>/<hash>/aux/                           by-products branches reuse (e.g. early-bird searches)
     <store>/<hash>/results.csv, accuracy.png      derived outputs, rebuilt from the units
 
 Every file is written to a temporary name and renamed into place, and DONE is written last,
@@ -183,4 +184,9 @@ class RunStore:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
     def checkpoint(self, name: str) -> Checkpoint:
+        """An in-training checkpoint (removed once its units are done)."""
         return Checkpoint(self.run_dir / "checkpoints" / f"{name}.safetensors")
+
+    def aux(self, name: str) -> Checkpoint:
+        """A kept by-product a branch computes once and reuses (e.g. the early-bird search)."""
+        return Checkpoint(self.run_dir / "aux" / f"{name}.safetensors")

@@ -24,7 +24,7 @@ def status_lines(store: RunStore) -> list[str]:
     lines = [f"{name}: {done}/{len(units)} units done ({state}); levels 0-{cfg.levels}, "
              f"seeds {','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}"]
     in_training = 0.0
-    for ckpt in sorted((store.run_dir / "checkpoints").glob("*.safetensors")):
+    for ckpt in sorted((store.run_dir / "checkpoints").glob("level_*.safetensors")):
         with safe_open(str(ckpt), framework="pt") as f:
             step = json.loads(f.metadata()["meta"])["step"]
         total = summaries[0]["steps"] if summaries else None
