@@ -20,6 +20,16 @@ BRANCH_STYLE = {
     "imp": ("IMP ticket (rewound)", "tab:blue"),
     "reinit": ("random reinit (same mask)", "tab:orange"),
     "random_prune": ("random pruning (same layer counts)", "tab:green"),
+    "shuffle": ("shuffled mask", "tab:olive"),
+    "invert": ("inverted scores", "tab:brown"),
+    "lr_rewind": ("LR rewinding", "tab:cyan"),
+    "finetune": ("fine-tuning", "lightskyblue"),
+    "oneshot": ("one-shot magnitude", "tab:purple"),
+    "early_bird": ("early-bird", "tab:pink"),
+    "magnitude_init": ("magnitude at init", "tab:gray"),
+    "snip": ("SNIP", "tab:red"),
+    "grasp": ("GraSP", "gold"),
+    "synflow": ("SynFlow", "black"),
 }
 PERCENT_TICKS = [100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1]
 
@@ -39,9 +49,12 @@ def _sparsity_axis(ax, fractions):
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _legend_below(fig, ax, ncol=4):
+def _legend_below(fig, ax, ncol=4) -> float:
+    """The legend in rows under the axes; returns the fraction of the figure height it needs."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+    rows = -(-len(labels) // ncol)
+    return min(0.5, (0.24 * rows + 0.3) / fig.get_figheight())
 
 
 def _save(fig, out_dir: Path, name: str) -> Path:
@@ -57,17 +70,20 @@ def _branch_lines(ax, summary, metric, scale):
         label, color = _style(branch)
         sub = sub.sort_values("fraction_remaining", ascending=False)
         x = 100 * sub.fraction_remaining
-        ax.plot(x, scale * sub[f"{metric}_mean"], marker="o", ms=3.5, color=color, label=label)
+        (line,) = ax.plot(x, scale * sub[f"{metric}_mean"], marker="o", ms=3.5, color=color, label=label)
+        color = line.get_color()  # branches without a fixed colour take the cycle's; the band follows
         if sub[f"{metric}_ci_low"].notna().any():
+            crowded = summary.branch.nunique() > 4
             ax.fill_between(x, scale * sub[f"{metric}_ci_low"], scale * sub[f"{metric}_ci_high"],
-                            color=color, alpha=0.2, linewidth=0)
+                            color=color, alpha=0.08 if crowded else 0.2, linewidth=0)
 
 
 def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     """Test accuracy vs % weights remaining, at early stop and at the end, dense reference."""
     summary = summarise(df)
     dense = summary[(summary.branch == "imp") & (summary.level == 0)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    rows = -(-(summary.branch.nunique() + 1) // 4)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4 + 0.28 * rows), sharey=True)
     for ax, metric, title in ((axes[0], "test_acc_early_stop", "at the early-stopping iteration"),
                               (axes[1], "test_acc_end", "at the end of training")):
         _branch_lines(ax, summary, metric, 100)
@@ -76,10 +92,10 @@ def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
         _sparsity_axis(ax, summary.fraction_remaining)
         ax.set_title(f"Test accuracy {title}", fontsize=11)
     axes[0].set_ylabel("test accuracy (%)")
-    _legend_below(fig, axes[0])
+    bottom = _legend_below(fig, axes[0])
     n = int(df.seed.nunique())
     fig.suptitle(f"Lottery ticket vs controls: mean and 95% CI over {n} seed{'s' if n != 1 else ''}", fontsize=12)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return _save(fig, out_dir, "accuracy")
 
 
@@ -91,8 +107,7 @@ def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     _sparsity_axis(ax, summary.fraction_remaining)
     ax.set_ylabel("early-stopping iteration (step of min. validation loss)")
     ax.set_title("How fast each network learns", fontsize=11)
-    _legend_below(fig, ax, 2)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout(rect=(0, _legend_below(fig, ax, 2), 1, 1))
     return _save(fig, out_dir, "early_stop")
 
 
@@ -163,10 +178,10 @@ def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07) -> Path:
         ax.set_xlabel(f"compute to find the mask and train it ({unit}, log scale)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy at early stop (%)")
-    _legend_below(fig, axes[0], 3)
+    bottom = _legend_below(fig, axes[0], 4)
     fig.suptitle(f"What it cost: accuracy at {100 * fracs[level]:.1f}% of weights (level {level}) "
                  "vs compute (mean and 95% CI)", fontsize=12)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     return _save(fig, out_dir, "cost")
 
 
