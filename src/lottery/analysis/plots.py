@@ -102,12 +102,13 @@ def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
 def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     """Early-stopping iteration vs % weights remaining (lower = learns faster)."""
     summary = summarise(df)
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    rows = -(-summary.branch.nunique() // 4)
+    fig, ax = plt.subplots(figsize=(9, 4.2 + 0.24 * rows))
     _branch_lines(ax, summary, "early_stop_step", 1)
     _sparsity_axis(ax, summary.fraction_remaining)
-    ax.set_ylabel("early-stopping iteration (step of min. validation loss)")
+    ax.set_ylabel("early-stopping iteration\n(step of min. validation loss)")
     ax.set_title("How fast each network learns", fontsize=11)
-    fig.tight_layout(rect=(0, _legend_below(fig, ax, 2), 1, 1))
+    fig.tight_layout(rect=(0, _legend_below(fig, ax, 4), 1, 1))
     return _save(fig, out_dir, "early_stop")
 
 
