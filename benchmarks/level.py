@@ -3,7 +3,7 @@ seed), engine vs naive, measured in one run.
 
 Engine: the three trainings as one program sharing the seed's data order, plus pruning and
 rewinding, through the real driver. Naive: three trainings one after another with the loop of
-naive.py. Both train 1,000 steps each, masks at the level-1 density (80%).
+naive.py. Both train 600 steps each, masks at the level-1 density (80%).
 """
 
 import tempfile
@@ -15,7 +15,7 @@ from common import mnist, naive_train, result, tiny_eval
 from lottery.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from lottery.lottery import Experiment, RunOptions
 
-STEPS, ROUNDS = 1000, 2
+STEPS, ROUNDS = 600, 4
 
 data = mnist()
 small = tiny_eval(data)
