@@ -170,7 +170,8 @@ class Experiment:
         checkpoint = self.store.checkpoint(name)
         branches = sorted({u.branch for u in group}, key=self.cfg.branches.index)
         seeds = sorted({u.seed for u in group})
-        self.reporter.group(f"level {level}/{self.cfg.levels} · {'+'.join(branches)} · seeds {','.join(map(str, seeds))}",
+        what = "+".join(branches) if len(branches) <= 3 else f"{len(branches)} branches"
+        self.reporter.group(f"level {level}/{self.cfg.levels} · {what} × {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
                             self.total_steps)
         results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,

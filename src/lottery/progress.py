@@ -23,7 +23,7 @@ class RichReporter(Reporter):
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                  console=Console(file=sys.stderr), transient=False)
         self.progress.start()
-        self.units = self.progress.add_task("units (level × branch × seed)", total=total_units, completed=done_units)
+        self.units = self.progress.add_task("trainings (level × branch × seed)", total=total_units, completed=done_units)
         self.steps = None
         self._last = 0.0
 

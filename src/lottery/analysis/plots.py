@@ -131,6 +131,7 @@ def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4) -
     ax.set_ylabel("validation accuracy (%)")
     lows = 100 * imp.groupby(["level", "step"]).val_acc.mean()
     ax.set_ylim(max(lows[lows.index.get_level_values(1) > 0].min() - 1, 0) if len(lows) else 0, None)
+    ax.set_ylim(top=min(ax.get_ylim()[1], 100.0))  # accuracy cannot exceed 100%
     ax.set_title("Validation accuracy during training", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
