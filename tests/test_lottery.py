@@ -35,6 +35,18 @@ def test_rewinding_restores_step_k_weights_bit_for_bit(finished):
                 assert torch.all(w[~keep] == 0.0)
 
 
+def test_rewound_levels_continue_from_step_k(finished):
+    cfg, store = finished
+    dense = json.loads((store.unit_dir(Unit(0, "imp", 0)) / "summary.json").read_text())
+    for branch in ("imp", "reinit", "random_prune"):
+        unit = Unit(1, branch, 0)
+        summary = json.loads((store.unit_dir(unit) / "summary.json").read_text())
+        assert summary["steps"] == dense["steps"] - 7, "T − k steps: the same budget for every branch"
+        history = store.history(unit)
+        assert history[0]["step"] == 7 and history[-1]["step"] == dense["steps"]
+        assert summary["early_stop_step"] >= 7
+
+
 def test_imp_prunes_the_previous_trained_ticket(finished):
     cfg, store = finished
     from lottery import pruning

@@ -3,8 +3,9 @@
 A branch says, for one (level, seed), which mask and which starting weights to train, using
 the IMP run's cached artefacts through the `Context` (the driver): the ticket's mask at each
 level, the dense network's initial, rewind and trained weights. It never re-implements the
-driver. All branches of a level train with the same budget (the configured `train.length`,
-from their own starting weights), side by side with the ticket and sharing its data order,
+driver. All branches of a level train with the same budget, from step k = `rewind_step` to the
+end of `train.length` (T − k steps, continuing the schedule and the data order of the dense run
+from step k, as OpenLTH does), side by side with the ticket and sharing its data order,
 so every curve has one x axis (the ticket's sparsity at that level). Rewinding variants differ
 only in where the values come from and which learning rates they see: `imp` rewinds the
 values to `rewind_step`; `lr_rewind` keeps the trained values and replays the schedule;

@@ -176,7 +176,8 @@ class Experiment:
         results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
                         checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
-                        engine=self.options.engine, lr_mode=lr_mode)
+                        engine=self.options.engine, lr_mode=lr_mode,
+                        start_step=0 if level == 0 else self.rewind_step)  # pruned levels continue from step k
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
             if level == 0:

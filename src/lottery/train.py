@@ -117,7 +117,8 @@ class GroupTrainer:
 
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
-                 progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None):
+                 progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None,
+                 start_step: int = 0):
         self.data, self.cfg = data, cfg
         self.on_eval = on_eval  # (step, params) → True to stop training there (early-bird search)
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
@@ -133,7 +134,10 @@ class GroupTrainer:
         self.steps_per_epoch = spe
         self.total = to_steps(cfg.length, spe)
         every = to_steps(cfg.eval_every, spe)
-        self.eval_steps = sorted(set(range(0, self.total, max(1, every))) | {self.total})
+        # Training resumes the step count at `start_step` (a rewound network continues from step k:
+        # the same learning rates and batches as the dense run from there on, T − k steps).
+        self.start_step = min(start_step, self.total)
+        self.eval_steps = sorted(set(range(self.start_step, self.total, max(1, every))) | {self.total})
         self.snapshot_steps = sorted(set(s for s in snapshot_steps if 0 <= s <= self.total))
         self.data_order = DataOrder(len(data.train_x), cfg.batch_size, [ordered[s * self.R].data_seed for s in range(self.S)])
         self.optimizer = make_optimizer(cfg, list(self.params.values()))
@@ -141,7 +145,7 @@ class GroupTrainer:
         if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
             self.lrs = [self.lrs[-1]] * self.total
         for g in self.optimizer.param_groups:
-            g["lr"] = self.lrs[0] if self.lrs else cfg.lr
+            g["lr"] = self.lrs[min(start_step, self.total - 1)] if self.lrs else cfg.lr
 
         self.stack = make_stack(template, self.S, self.R, engine)
 
@@ -202,7 +206,7 @@ class GroupTrainer:
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[ReplicateResult]:
         d = self.data
-        self.step, self.last_eval, self.history = 0, 0, []
+        self.step, self.last_eval, self.history = self.start_step, self.start_step, []
         self.best_loss = torch.full((self.S, self.R), math.inf, dtype=torch.float64)
         self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
         self.best = self._snapshot()
@@ -280,7 +284,7 @@ class GroupTrainer:
                 early_stop_step=int(self.best_step[s, r]),
                 val_acc_end=self.history[-1]["val_acc"][k],
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
-                train_seconds=seconds / self.K, steps=self.step,
+                train_seconds=seconds / self.K, steps=self.step - self.start_step,
                 extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step})
         return out
 
