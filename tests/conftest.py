@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lottery.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from lottery.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

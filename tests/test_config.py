@@ -4,7 +4,13 @@ from dataclasses import replace
 
 import pytest
 
-from lottery.config import ConfigError, ExperimentConfig, TrainConfig, override, to_steps
+from lottery.config import (
+    ConfigError,
+    ExperimentConfig,
+    TrainConfig,
+    override,
+    to_steps,
+)
 from lottery.presets import PRESETS
 
 

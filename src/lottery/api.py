@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from lottery import masks as masks_lib
-from lottery.config import DEFAULT_BRANCHES, ConfigError, DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from lottery.config import (
+    DEFAULT_BRANCHES,
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lottery.data import split_validation
 from lottery.lottery import Experiment, RunOptions
 from lottery.results import table

@@ -26,6 +26,7 @@ import torch
 
 from lottery import pruning, scores
 from lottery.masks import Mask
+from lottery.masks import counts as layer_counts
 from lottery.seeds import derive
 
 
@@ -61,10 +62,6 @@ class Branch:
     prepare: Callable[[Context, int, int], Start]
 
 
-def _counts(mask: Mask) -> dict[str, int]:
-    return {n: int(m.sum()) for n, m in mask.items()}
-
-
 def _total(mask: Mask) -> int:
     return sum(int(m.sum()) for m in mask.values())
 
@@ -93,21 +90,21 @@ def _random(purpose):
 def _invert(ctx, level, seed):
     # the previous level's *inverted* ticket, pruned by the largest magnitudes of the ticket's weights
     prev_mask = ctx.imp_mask(level - 1, seed) if level > 1 else _dense_mask(ctx, seed)
-    counts = _counts(ctx.imp_mask(level, seed))
+    counts = layer_counts(ctx.imp_mask(level, seed))
     trained = ctx.imp_weights(level - 1, seed, "final")
     mask = pruning.keep_top_layerwise({n: -trained[n].abs() for n in prev_mask}, prev_mask, counts)
     return Start(mask, ctx.dense_weights(seed, "rewind"))
 
 
 def _oneshot(ctx, level, seed):
-    counts = _counts(ctx.imp_mask(level, seed))
+    counts = layer_counts(ctx.imp_mask(level, seed))
     trained = ctx.dense_weights(seed, "final")
     mask = pruning.keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
     return Start(mask, ctx.dense_weights(seed, "rewind"))
 
 
 def _magnitude_init(ctx, level, seed):
-    counts = _counts(ctx.imp_mask(level, seed))
+    counts = layer_counts(ctx.imp_mask(level, seed))
     init = ctx.dense_weights(seed, "init")
     mask = pruning.keep_top_layerwise({n: init[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
     return Start(mask, init)

@@ -2,7 +2,13 @@
 
 from dataclasses import dataclass
 
-from lottery.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from lottery.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 
 
 @dataclass(frozen=True)
