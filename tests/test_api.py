@@ -65,3 +65,10 @@ def test_clear_errors(tmp_path):
                             store=tmp_path)
     with pytest.raises(ConfigError, match="unknown training option"):
         lottery.find_ticket(TanhNet(), train=data(100, 1), test=data(50, 2), store=tmp_path, learning_rate=1)
+
+
+def test_models_with_buffers_get_a_clear_error(tmp_path):
+    model = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
+    with pytest.raises(ConfigError, match="models with buffers"):
+        lottery.find_ticket(model, train=data(100, 1), test=data(50, 2), store=tmp_path, length="1ep")
+    assert not any(tmp_path.iterdir()), "refused before anything was written"

@@ -23,6 +23,7 @@ from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
 from lottery.store import RunStore, Unit, default_root
+from lottery.stacked import check_stackable
 from lottery.train import Replicate, train
 
 
@@ -75,6 +76,7 @@ class Experiment:
         self.prunable = list(prunable) if prunable is not None else masks_lib.prunable_names(self.template)
         if not self.prunable:
             raise ConfigError("the model has nothing to prune (no Linear or Conv weights)")
+        check_stackable(self.template)  # before anything is written to the store
         steps_per_epoch = len(self.data.train_x) / cfg.train.batch_size
         self.total_steps = to_steps(cfg.train.length, steps_per_epoch)
         self.rewind_step = to_steps(cfg.rewind_step, steps_per_epoch)

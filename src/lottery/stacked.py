@@ -181,8 +181,19 @@ def _set_grad(p: torch.Tensor, g: torch.Tensor) -> None:
     p.grad = g
 
 
+def check_stackable(template: nn.Module) -> None:
+    """Refuse, in one clear line, a model the stacked trainer cannot run."""
+    if any(True for _ in template.buffers()):
+        from lottery.config import ConfigError
+
+        names = ", ".join(n for n, _ in template.named_buffers())
+        raise ConfigError(f"models with buffers ({names}; e.g. BatchNorm running statistics) are not supported "
+                          "yet: the trainer stacks parameters only")
+
+
 def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto"):
     """The fastest implementation that supports `template` ('auto'), or the one named."""
+    check_stackable(template)
     if engine == "vmap" or (engine == "auto" and mlp_layers(template) is None):
         return VmapStack(template, S, R)
     return MLPStack(template, S, R)
