@@ -44,7 +44,7 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"branch": r.branch, "level": int(r.level), "% remaining": f"{100 * r.fraction_remaining:.1f}",
                      "n": int(r.n), "test acc early stop (%)": _ci(r, "test_acc_early_stop"),
                      "test acc end (%)": _ci(r, "test_acc_end"), "early-stop step": _ci(r, "early_stop_step", 1, 0),
-                     "find GFLOPs": f"{c.find_flops / 1e9:,.0f}", "find s": f"{c.find_seconds:.0f}"})
+                     "find GFLOPs": f"{c.find_flops / 1e9:,.3g}", "find s": f"{c.find_seconds:.3g}"})
     return pd.DataFrame(rows)
 
 
