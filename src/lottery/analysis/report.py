@@ -34,6 +34,11 @@ def _ci(row, m, scale=100.0, digits=2):
     return f"{scale * mean:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
 
 
+def _num(x: float) -> str:
+    """Three significant digits, without exponents for the large values a table shows."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def results_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per branch and level: % remaining, n, accuracies and early-stop step with 95% CIs, find cost."""
     s = summarise(df)
@@ -44,7 +49,7 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"branch": r.branch, "level": int(r.level), "% remaining": f"{100 * r.fraction_remaining:.1f}",
                      "n": int(r.n), "test acc early stop (%)": _ci(r, "test_acc_early_stop"),
                      "test acc end (%)": _ci(r, "test_acc_end"), "early-stop step": _ci(r, "early_stop_step", 1, 0),
-                     "find GFLOPs": f"{c.find_flops / 1e9:,.3g}", "find s": f"{c.find_seconds:.3g}"})
+                     "find GFLOPs": _num(c.find_flops / 1e9), "find s": _num(c.find_seconds)})
     return pd.DataFrame(rows)
 
 
