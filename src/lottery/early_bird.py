@@ -100,11 +100,10 @@ def search(ctx, seed: int) -> dict:
             "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}}
     tensors = {f"{i + 1}.{n}": m for i, (_, mask) in rule.drawn.items() for n, m in mask.items()}
     # levels never stable within the budget: the mask at the end of the search
-    last = {n: p for n, p in result.final.items()}
     for i, counts in enumerate(targets):
         if i not in rule.drawn:
             meta["drawn"][str(i + 1)] = result.steps
-            tensors.update({f"{i + 1}.{n}": m for n, m in rule.draw(last, counts).items()})
+            tensors.update({f"{i + 1}.{n}": m for n, m in rule.draw(result.final, counts).items()})
     checkpoint.save(tensors, json.dumps(meta))
     return _unpack(tensors, meta)
 

@@ -94,7 +94,7 @@ class Experiment:
         """The ticket's mask at `level`: the previous level's trained ticket, magnitude-pruned."""
         if (level, seed) not in self._imp_masks:
             if level == 0:
-                mask = masks_lib.dense(self.initial_weights(seed), self.prunable)
+                mask = masks_lib.dense(dict(self.template.named_parameters()), self.prunable)  # shapes only
             else:
                 prev = Unit(level - 1, "imp", seed)
                 p = self.cfg.prune

@@ -30,8 +30,6 @@ def per_replicate_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class VmapStack:
     """Any buffer-free module, vectorised with torch.func; gradients by autograd."""
 
-    name = "vmap"
-
     def __init__(self, template: nn.Module, S: int, R: int):
         self.template, self.S, self.R = copy.deepcopy(template).to("meta"), S, R
 
@@ -74,8 +72,6 @@ def mlp_layers(template: nn.Module) -> list[tuple[str, str | None]] | None:
 
 class MLPStack:
     """Hand-written forward/backward for a stack of ReLU MLPs (see the module docstring)."""
-
-    name = "mlp"
 
     def __init__(self, template: nn.Module, S: int, R: int):
         layers = mlp_layers(template)
@@ -150,9 +146,9 @@ class MLPStack:
                 w, a = params[w_name], acts[i - 1]
                 w3 = w.reshape(S * R, w.shape[2], w.shape[3])
                 g = self._buffer(("grad", w_name), w3.shape, w.dtype)
-                _set_grad(w, torch.bmm(dz.transpose(1, 2), a, out=g).view_as(w))
+                w.grad = torch.bmm(dz.transpose(1, 2), a, out=g).view_as(w)
                 if b_name is not None:
-                    _set_grad(params[b_name], dz.sum(1).view_as(params[b_name]))
+                    params[b_name].grad = dz.sum(1).view_as(params[b_name])
                 dz = torch.ops.aten.threshold_backward(torch.bmm(dz, w3), a, 0)  # ReLU backward, fused
             w_name, b_name = self.layers[0]
             w = params[w_name]
@@ -164,9 +160,9 @@ class MLPStack:
                     torch.mm(dz[s].t(), x[s], out=g[s])
             else:
                 torch.bmm(dz.transpose(1, 2), x, out=g)
-            _set_grad(w, g.view_as(w))
+            w.grad = g.view_as(w)
             if b_name is not None:
-                _set_grad(params[b_name], dz.sum(1).view_as(params[b_name]))
+                params[b_name].grad = dz.sum(1).view_as(params[b_name])
         return per
 
     def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -175,10 +171,6 @@ class MLPStack:
         with torch.no_grad():
             logits, _ = self._forward(params, x, keep=False)
         return logits.view(self.S, self.R, x.shape[1], -1)
-
-
-def _set_grad(p: torch.Tensor, g: torch.Tensor) -> None:
-    p.grad = g
 
 
 def check_stackable(template: nn.Module) -> None:

@@ -229,8 +229,7 @@ class GroupTrainer:
                 break
             idx = self.data_order.indices(self.step)
             x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
-            self.optimizer.zero_grad(set_to_none=True)
-            per = self.stack.loss_and_grads(self.params, x, y)  # [S, R]; sets .grad
+            per = self.stack.loss_and_grads(self.params, x, y)  # [S, R]; sets (not adds to) .grad
             torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
             lr = self.lrs[self.step]
             if lr != self.optimizer.param_groups[0]["lr"]:
