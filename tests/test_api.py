@@ -67,8 +67,19 @@ def test_clear_errors(tmp_path):
         lottery.find_ticket(TanhNet(), train=data(100, 1), test=data(50, 2), store=tmp_path, learning_rate=1)
 
 
-def test_models_with_buffers_get_a_clear_error(tmp_path):
-    model = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
-    with pytest.raises(ConfigError, match="models with buffers"):
-        lottery.find_ticket(model, train=data(100, 1), test=data(50, 2), store=tmp_path, length="1ep")
-    assert not any(tmp_path.iterdir()), "refused before anything was written"
+def test_models_vmap_cannot_run_train_one_at_a_time(tmp_path, caplog):
+    """BatchNorm (buffers) and dropout (randomness): the log line says so, and the run works."""
+    model = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 4))
+    with caplog.at_level("WARNING", logger="lottery"):
+        ticket = lottery.find_ticket(model, train=data(200, 1), test=data(100, 2), store=tmp_path, levels=1,
+                                     seeds=(0, 1), length="2ep", batch_size=50, eval_every="1ep")
+    assert "cannot be vectorised (it has buffers (1.running_mean" in caplog.text
+    assert "training its units one at a time" in caplog.text
+    assert set(ticket.results["group_size"]) == {1}
+    trained = ticket.module(1)
+    level_1 = ticket.results.query("level == 1 and branch == 'imp' and seed == 0")
+    assert trained[1].num_batches_tracked.item() == int(level_1["steps"].iloc[0]) > 0  # one per step of the level
+    assert not torch.allclose(trained[1].running_mean, torch.zeros(8)), "running statistics are trained state"
+    kept = ticket.masks["0.weight"]
+    assert torch.all(trained[0].weight[~kept] == 0)
+    assert float(ticket.results["params_total"].iloc[0]) == sum(p.numel() for p in model.parameters())

@@ -19,6 +19,8 @@ def run_cli(*args, env=None):
     (["run", "lenet-mnist-quick", "--levels", "1"], "MNIST not found"),
     (["run", "synthetic-tiny", "--set", "rewind_step=99ep"], "past the end of training"),
     (["show", "deadbeef"], "no run 'deadbeef'"),
+    (["run", "synthetic-tiny", "--device", "tpu"], "device 'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    (["run", "synthetic-tiny", "--device", "cuda:99"], "device 'cuda:99'"),
 ])
 def test_user_mistakes_give_one_clear_line_and_exit_2(args, words, capsys, tmp_path):
     code = main([*args, "--store", str(tmp_path / "store")] if args[0] == "run" else [*args, "--store", str(tmp_path)])

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lottery.stacked import MLPStack, VmapStack, make_stack, mlp_layers
+from lottery.stacked import LoopStack, MLPStack, VmapStack, make_stack, mlp_layers, vectorise_problem
 
 
 def stacked(model_fn, S, R, seed=0):
@@ -39,3 +39,37 @@ def test_engine_choice():
     assert mlp_layers(tanh) is None
     assert isinstance(make_stack(mlp, 1, 1), MLPStack) and isinstance(make_stack(tanh, 1, 1), VmapStack)
     assert isinstance(make_stack(mlp, 1, 1, engine="vmap"), VmapStack)
+
+
+def test_engine_choice_falls_back_to_a_loop_for_what_vmap_cannot_run():
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    plain = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    batchnorm = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
+    dropout = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.Tanh(), nn.Linear(5, 3))
+    assert vectorise_problem(plain, x, y) is None
+    assert "buffers (1.running_mean" in vectorise_problem(batchnorm, x, y)
+    assert "vmap cannot run it" in vectorise_problem(dropout, x, y)
+    assert isinstance(make_stack(plain, 1, 2, example=(x, y)), VmapStack)
+    assert isinstance(make_stack(batchnorm, 1, 2, example=(x, y)), LoopStack)
+    assert isinstance(make_stack(dropout, 1, 2, example=(x, y)), LoopStack)
+
+
+def test_loop_stack_gradients_equal_each_module_alone():
+    def make():
+        return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
+    S, R, B = 2, 2, 8
+    torch.manual_seed(0)
+    models = [make() for _ in range(S * R)]
+    state = {n: torch.stack([m.state_dict()[n] for m in models]).reshape(S, R, *t.shape).clone()
+             for n, t in models[0].state_dict().items()}
+    params = {n: t.requires_grad_(t.is_floating_point() and "running" not in n) for n, t in state.items()}
+    x, y = torch.randn(S, B, 6), torch.randint(0, 3, (S, B))
+    loss = LoopStack(models[0], S, R).loss_and_grads(params, x, y)
+    for k, m in enumerate(models):
+        s, r = divmod(k, R)
+        ref = nn.functional.cross_entropy(m(x[s]), y[s])
+        ref.backward()
+        assert loss[s, r].item() == pytest.approx(ref.item(), rel=1e-6)
+        for n, p in m.named_parameters():
+            torch.testing.assert_close(params[n].grad[s, r], p.grad)
+        torch.testing.assert_close(params["1.running_mean"][s, r], m[1].running_mean)  # updated in place

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from lottery import masks as masks_lib
 from lottery import pruning
@@ -85,3 +86,64 @@ def test_schedules():
     assert learning_rate(cos, 0, 1000, spe) == 1.0
     assert learning_rate(cos, 500, 1000, spe) == pytest.approx(0.5)
     assert learning_rate(cos, 1000, 1000, spe) == pytest.approx(0.0, abs=1e-12)
+
+
+def noisy_replicate(data, seed, data_seed, noise_seed):
+    """A model only the fallback engine runs: BatchNorm statistics and dropout."""
+    torch.manual_seed(seed)
+    # no bias before BatchNorm: its gradient is float noise around 0, which Adam would amplify
+    model = nn.Sequential(nn.Flatten(), nn.Linear(data.input_shape[-1], 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
+                          nn.Dropout(0.3), nn.Linear(16, data.num_classes))
+    state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    mask = {n: torch.rand(state[n].shape, generator=torch.Generator().manual_seed(seed)) < 0.6
+            for n in masks_lib.prunable_names(model)}
+    return model, Replicate(masks_lib.apply(state, mask), mask, data_seed, noise_seed)
+
+
+def test_fallback_replicates_train_the_same_alone_as_together(data):
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
+    pairs = [noisy_replicate(data, s, data_seed, noise) for s, data_seed, noise in ((0, 10, 5), (1, 10, 6), (2, 11, 7))]
+    model = pairs[0][0]
+    together = train(model, [r for _, r in pairs], data, cfg)
+    for (_, rep), joint in zip(pairs, together):
+        (alone,) = train(model, [rep], data, cfg)
+        for n in rep.init:
+            torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-5, atol=1e-6)
+        for n, m in rep.mask.items():
+            assert torch.all(joint.final[n][~m] == 0.0)
+        assert joint.final["2.num_batches_tracked"].item() == joint.steps
+    _, other_noise = noisy_replicate(data, 0, 10, 99)
+    (changed,) = train(model, [other_noise], data, cfg)
+    assert not torch.allclose(changed.final["1.weight"], together[0].final["1.weight"]), "dropout is seeded per replicate"
+
+
+class MemoryCheckpoint:
+    def __init__(self):
+        self.saved = None
+
+    def save(self, tensors, meta):
+        self.saved = ({k: v.clone() for k, v in tensors.items()}, meta)
+
+    def load(self):
+        return self.saved
+
+
+def test_fallback_resume_equals_uninterrupted(data):
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
+    model, rep = noisy_replicate(data, 0, 10, 5)
+    (whole,) = train(model, [rep], data, cfg)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after(step, total):
+        if step == 7:
+            raise Crash
+    checkpoint = MemoryCheckpoint()
+    with pytest.raises(Crash):
+        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5, progress=crash_after)
+    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5)
+    assert resumed.extra["resumed_from_step"] == 5
+    for n in rep.init:
+        assert torch.equal(resumed.final[n], whole.final[n]), n  # buffers and dropout draws included
+    assert resumed.test_acc_early_stop == whole.test_acc_early_stop

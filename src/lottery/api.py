@@ -105,10 +105,11 @@ def _factory(model: nn.Module):
 def find_ticket(model: nn.Module, train, test, *, levels: int = 5, seeds=(0,), branches=DEFAULT_BRANCHES,
                 store=None, prunable: list[str] | None = None, validation_size: int | None = None,
                 rate: float = 0.2, output_rate: float = 0.1, scope: str = "layerwise", rewind_step: str = "0",
-                progress: bool = False, **training) -> Ticket:
+                progress: bool = False, device: str = "auto", **training) -> Ticket:
     """Iterative magnitude pruning with rewinding, plus `branches`, on any `nn.Module` and data.
 
     `prunable`: parameter names to prune (default: the weights of Linear and Conv layers).
+    `device`: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
     `training`: any `TrainConfig` field (optimizer, lr, batch_size, length, eval_every, ...).
     """
     allowed = {f.name for f in fields(TrainConfig)}
@@ -145,7 +146,7 @@ def find_ticket(model: nn.Module, train, test, *, levels: int = 5, seeds=(0,), b
     if progress:
         from lottery.progress import RichReporter
         reporter = RichReporter()
-    exp = Experiment(cfg, RunOptions(store=Path(store) if store else default_root()), data=data, reporter=reporter,
+    exp = Experiment(cfg, RunOptions(store=Path(store) if store else default_root(), device=device), data=data, reporter=reporter,
                      model_factory=_factory(model), prunable=names)
     run_dir = exp.run()
     results = table(RunStore(run_dir))

@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
-                         vectorise=not args.no_vectorise, engine=args.engine)
+                         vectorise=not args.no_vectorise, engine=args.engine, device=args.device)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [with_changes(cfg, rewind_step=k) for k in rewinds] or [cfg]
     run_dirs = [_run_one(c, options, args.quiet) for c in configs]
@@ -252,8 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch threads (default: the machine's cores)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
-    r.add_argument("--engine", choices=("auto", "mlp", "vmap"), default="auto",
-                   help="auto: hand-written kernels for ReLU MLPs, torch.func.vmap for anything else")
+    r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",
+                   help="auto: hand-written kernels for ReLU MLPs, torch.func.vmap for other models, one "
+                        "replicate at a time (loop) for models vmap cannot run (BatchNorm, dropout)")
+    r.add_argument("--device", default="auto",
+                   help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
@@ -299,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import logging
+
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="lottery: %(message)s", level=logging.WARNING, stream=sys.stderr)
     try:
         return args.func(args)
     except _user_errors() as e:

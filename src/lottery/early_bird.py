@@ -65,7 +65,7 @@ class Search:
         return pruning.keep_top_layerwise(scores, full, counts)
 
     def __call__(self, step: int, params: dict[str, torch.Tensor]) -> bool:
-        weights = {n: p.detach()[0, 0] for n, p in params.items()}
+        weights = {n: params[n].detach()[0, 0].cpu() for n in self.targets[0]}
         for i, counts in enumerate(self.targets):
             if i in self.drawn:
                 continue
@@ -93,8 +93,8 @@ def search(ctx, seed: int) -> dict:
     targets = level_targets(dense, cfg.levels, cfg.prune.rate, cfg.prune.output_rate)
     rule = Search(targets, cfg.prune.scope)
     started = time.perf_counter()
-    (result,) = train(ctx.template, [Replicate(init, dense, ctx.data_seed(seed))], ctx.data, cfg.train,
-                      on_eval=rule, engine=ctx.options.engine)
+    (result,) = train(ctx.template, [Replicate(init, dense, ctx.data_seed(seed))], ctx.train_data, cfg.train,
+                      on_eval=rule, engine=ctx.engine, device=ctx.device)
     seconds = time.perf_counter() - started
     meta = {"levels": cfg.levels, "rule": RULE, "steps_run": result.steps, "seconds": seconds,
             "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}}

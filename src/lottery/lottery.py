@@ -8,6 +8,7 @@ All units of one level (seeds × branches) are trained together as one vectorise
 the branches of a seed share its data order (paired design).
 """
 
+import logging
 import platform
 import sys
 import time
@@ -23,8 +24,10 @@ from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
 from lottery.store import RunStore, Unit, default_root
-from lottery.stacked import check_stackable
+from lottery.stacked import vectorise_problem
 from lottery.train import Replicate, train
+
+log = logging.getLogger("lottery")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,26 @@ class RunOptions:
     data_dir: str | None = None
     checkpoint_every: int = 500  # steps between in-training checkpoints
     vectorise: bool = True  # train each level's units as one program
-    engine: str = "auto"  # auto | mlp | vmap: how a stack runs (see lottery.stacked)
+    engine: str = "auto"  # auto | mlp | vmap | loop: how a stack runs (see lottery.stacked)
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when this torch sees a GPU, else CPU; anything else is checked, not trusted."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type != "cpu":
+        raise ConfigError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 class Reporter:
@@ -48,13 +70,14 @@ class Reporter:
     def finish(self) -> None: ...
 
 
-def environment() -> dict:
+def environment(device: torch.device = torch.device("cpu")) -> dict:
     """What ran the experiment: versions, device, threads (recorded with every invocation)."""
     import lottery
 
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"lottery": lottery.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "device": "cpu", "threads": torch.get_num_threads(),
-            "argv": sys.argv}
+            "platform": platform.platform(), "device": str(device), "device_name": name,
+            "threads": torch.get_num_threads(), "argv": sys.argv}
 
 
 def level_units(cfg: ExperimentConfig, level: int) -> list[Unit]:
@@ -68,15 +91,24 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig, options: RunOptions = RunOptions(), data: Dataset | None = None,
                  reporter: Reporter | None = None, model_factory=None, prunable: list[str] | None = None):
         self.cfg, self.options = cfg, options
+        self.device = resolve_device(options.device)  # before any work: a bad device fails at once
         self.reporter = reporter or Reporter()
         self.data = data if data is not None else load_dataset(cfg.data, options.data_dir)
         self.build_model = model_factory or (lambda seed: models.build(
             cfg.model.name, self.data.input_shape, self.data.num_classes, seed))
         self.template = self.build_model(0)
+        self.param_names = [n for n, _ in self.template.named_parameters()]
         self.prunable = list(prunable) if prunable is not None else masks_lib.prunable_names(self.template)
         if not self.prunable:
             raise ConfigError("the model has nothing to prune (no Linear or Conv weights)")
-        check_stackable(self.template)  # before anything is written to the store
+        self.train_data = self.data.to(self.device)  # moved once; scores and branches use the CPU copy
+        self.engine, self.vectorise = options.engine, options.vectorise
+        if options.engine in ("auto", "vmap"):
+            problem = vectorise_problem(self.template, self.data.train_x[:2], self.data.train_y[:2])
+            if problem:
+                log.warning(f"{type(self.template).__name__} cannot be vectorised ({problem}); "
+                            "training its units one at a time")
+                self.engine, self.vectorise = "loop", False
         steps_per_epoch = len(self.data.train_x) / cfg.train.batch_size
         self.total_steps = to_steps(cfg.train.length, steps_per_epoch)
         self.rewind_step = to_steps(cfg.rewind_step, steps_per_epoch)
@@ -88,7 +120,8 @@ class Experiment:
 
     # --- what each unit starts from --------------------------------------------------------
     def initial_weights(self, seed: int) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.build_model(seed).named_parameters()}
+        """A fresh network's state: its parameters and buffers (BatchNorm statistics start fresh too)."""
+        return {n: t.detach().clone() for n, t in self.build_model(seed).state_dict().items()}
 
     def imp_mask(self, level: int, seed: int) -> dict[str, torch.Tensor]:
         """The ticket's mask at `level`: the previous level's trained ticket, magnitude-pruned."""
@@ -134,7 +167,8 @@ class Experiment:
         seconds = start.find_seconds if start.find_seconds is not None else time.perf_counter() - started
         info = {**seeds, "score_flops": start.find_flops, "score_seconds": seconds, "lr_mode": start.lr_mode,
                 **(start.extra or {})}
-        return Replicate(masks_lib.apply(start.weights, start.mask), start.mask, seeds["data_seed"]), info
+        noise = derive(unit.seed, "noise", unit.level, unit.branch)  # dropout etc.: the unit's own, in any group
+        return Replicate(masks_lib.apply(start.weights, start.mask), start.mask, seeds["data_seed"], noise), info
 
     # --- running ---------------------------------------------------------------------------
     def run(self) -> Path:
@@ -142,13 +176,14 @@ class Experiment:
         self.reporter.start(len(all_units), sum(self.store.is_done(u) for u in all_units))
         started = time.time()
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
-                  "units": len(all_units), "vectorise": self.options.vectorise, **environment()}
+                  "units": len(all_units), "vectorise": self.vectorise, "engine": self.engine,
+                  **environment(self.device)}
         self.store.log_invocation({"event": "started", "time": started, **record})
         outcome = "interrupted"
         try:
             for level in range(self.cfg.levels + 1):
                 todo = [u for u in level_units(self.cfg, level) if not self.store.is_done(u)]
-                groups = [todo] if self.options.vectorise else [[u] for u in todo]
+                groups = [todo] if self.vectorise else [[u] for u in todo]
                 for group in filter(None, groups):
                     self._train_group(group)
             outcome = "finished"
@@ -175,10 +210,10 @@ class Experiment:
         what = "+".join(branches) if len(branches) <= 3 else f"{len(branches)} branches"
         self.reporter.group(f"level {level}/{self.cfg.levels} · {what} × {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
                             self.total_steps)
-        results = train(self.template, [r for r, _ in prepared], self.data, self.cfg.train,
+        results = train(self.template, [r for r, _ in prepared], self.train_data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
                         checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
-                        engine=self.options.engine, lr_mode=lr_mode,
+                        engine=self.engine, lr_mode=lr_mode, device=self.device,
                         start_step=0 if level == 0 else self.rewind_step)  # pruned levels continue from step k
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
@@ -189,7 +224,7 @@ class Experiment:
         self.reporter.units_done(len(group))
 
     def _summary(self, unit: Unit, rep: Replicate, res, seeds_used: dict) -> dict:
-        total = sum(t.numel() for t in rep.init.values())
+        total = sum(rep.init[n].numel() for n in self.param_names)
         alive = total - sum(int((~m).sum()) for m in rep.mask.values())
         samples = res.steps * self.cfg.train.batch_size
         return {

@@ -8,9 +8,14 @@ each stream (that seed's branches). Two implementations of the same interface:
   batch of a seed with all R replicates' weights side by side in one wide matrix product;
   later layers are batched products over all S × R replicates. No autograd graph, no dX
   for the input layer, and ReLU's backward as one fused kernel.
-- `VmapStack`: any `nn.Module` without buffers, through `vmap(functional_call)` and autograd.
+- `VmapStack`: any `nn.Module` without buffers or randomness, through `vmap(functional_call)`
+  and autograd.
+- `LoopStack`: the fallback for what cannot be vectorised (BatchNorm running statistics,
+  dropout, ops vmap lacks): one replicate after another through the module itself, each with
+  its own stacked buffers and its own seeded randomness.
 
-Both set `.grad` on the stacked parameters and return each replicate's mean loss.
+All set `.grad` on the stacked parameters and return each replicate's mean loss. The state
+dict they take holds parameters and buffers alike, stacked [S, R, ...].
 """
 
 import copy
@@ -18,6 +23,8 @@ import copy
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+
+from lottery.seeds import derive
 
 
 def per_replicate_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -28,7 +35,7 @@ def per_replicate_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class VmapStack:
-    """Any buffer-free module, vectorised with torch.func; gradients by autograd."""
+    """Any buffer-free, randomness-free module, vectorised with torch.func; gradients by autograd."""
 
     def __init__(self, template: nn.Module, S: int, R: int):
         self.template, self.S, self.R = copy.deepcopy(template).to("meta"), S, R
@@ -38,9 +45,10 @@ class VmapStack:
         self._per_seed = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, 0))  # [S,R] params, [S,B] data
         self._shared = vmap(vmap(one, in_dims=(0, None)), in_dims=(0, None))  # one batch for all
 
-    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         for p in params.values():
             p.grad = None
+        self.template.train()
         with torch.enable_grad():
             per = per_replicate_loss(self._per_seed(params, x), y)
             per.sum().backward()  # the sum of per-replicate losses: each replicate gets its own gradient
@@ -48,7 +56,47 @@ class VmapStack:
 
     def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """x [N, ...] shared by every replicate → logits [S, R, N, C]."""
+        self.template.eval()
         return self._shared(params, x)
+
+
+class LoopStack:
+    """One replicate after another through the module itself: the fallback that runs anything.
+
+    Each replicate's parameters and buffers are views into the stacked state, so BatchNorm's
+    running statistics update in place per replicate. Randomness (dropout) is drawn from
+    `derive(noise_seed, "step", step)` alone, so a replicate trains the same in any group and
+    after a resume.
+    """
+
+    def __init__(self, template: nn.Module, S: int, R: int, noise_seeds: list[int] | None = None, device="cpu"):
+        self.module, self.S, self.R = copy.deepcopy(template).to(device), S, R
+        self.noise_seeds = list(noise_seeds) if noise_seeds is not None else list(range(S * R))
+        self.device = torch.device(device)
+
+    def _run(self, state, s, r, x):
+        return functional_call(self.module, {n: t[s, r] for n, t in state.items()}, (x,))
+
+    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
+        for p in params.values():
+            p.grad = None
+        self.module.train()
+        per = torch.empty(self.S, self.R, device=x.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.enable_grad():
+            for s in range(self.S):
+                for r in range(self.R):
+                    with torch.random.fork_rng(devices=devices):
+                        torch.manual_seed(derive(self.noise_seeds[s * self.R + r], "step", step))
+                        loss = nn.functional.cross_entropy(self._run(params, s, r, x[s]), y[s])
+                        loss.backward()  # into this replicate's slice of each stacked .grad
+                    per[s, r] = loss.detach()
+        return per
+
+    def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        self.module.eval()
+        return torch.stack([torch.stack([self._run(params, s, r, x) for r in range(self.R)])
+                            for s in range(self.S)])
 
 
 def mlp_layers(template: nn.Module) -> list[tuple[str, str | None]] | None:
@@ -80,12 +128,12 @@ class MLPStack:
         self.layers, self.S, self.R = layers, S, R
         self._buffers: dict[tuple, torch.Tensor] = {}
 
-    def _buffer(self, key, shape, dtype) -> torch.Tensor:
+    def _buffer(self, key, shape, like: torch.Tensor) -> torch.Tensor:
         """A reused work tensor. Fresh multi-MB allocations every step cost page faults that
         made step times swing by 2x here; reusing the same memory keeps them flat."""
         buf = self._buffers.get(key)
-        if buf is None or buf.shape != torch.Size(shape) or buf.dtype != dtype:
-            buf = self._buffers[key] = torch.empty(shape, dtype=dtype)
+        if buf is None or buf.shape != torch.Size(shape) or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
     def _per_seed_gemm(self) -> bool:
@@ -104,7 +152,7 @@ class MLPStack:
         out = w.shape[2]
         wide = w.reshape(S, R * out, w.shape[3]).transpose(1, 2)  # all R replicates side by side
         bias = params[b_name].reshape(S, R * out) if b_name is not None else None
-        h = self._buffer(("h0", keep), (S, N, R * out), x.dtype)
+        h = self._buffer(("h0", keep), (S, N, R * out), x)
         if self._per_seed_gemm():
             for s in range(S):
                 if bias is not None:
@@ -129,7 +177,7 @@ class MLPStack:
                 h = torch.bmm(h, wt)
         return h, acts
 
-    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         S, R = self.S, self.R
         x = x.reshape(S, x.shape[1], -1)
         B = x.shape[1]
@@ -139,13 +187,13 @@ class MLPStack:
             target = y.repeat_interleave(R, dim=0).unsqueeze(-1)  # [S*R, B, 1]
             per = -logp.gather(-1, target).squeeze(-1).mean(-1).view(S, R)
             dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
-            dz.scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=dz.dtype))
+            dz.scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=dz.dtype, device=dz.device))
             dz.mul_(1.0 / B)
             for i in range(len(self.layers) - 1, 0, -1):
                 w_name, b_name = self.layers[i]
                 w, a = params[w_name], acts[i - 1]
                 w3 = w.reshape(S * R, w.shape[2], w.shape[3])
-                g = self._buffer(("grad", w_name), w3.shape, w.dtype)
+                g = self._buffer(("grad", w_name), w3.shape, w)
                 w.grad = torch.bmm(dz.transpose(1, 2), a, out=g).view_as(w)
                 if b_name is not None:
                     params[b_name].grad = dz.sum(1).view_as(params[b_name])
@@ -154,7 +202,7 @@ class MLPStack:
             w = params[w_name]
             out = w.shape[2]
             dz = dz.view(S, R, B, out).transpose(1, 2).reshape(S, B, R * out)
-            g = self._buffer(("grad", w_name), (S, R * out, w.shape[3]), w.dtype)
+            g = self._buffer(("grad", w_name), (S, R * out, w.shape[3]), w)
             if self._per_seed_gemm():
                 for s in range(S):
                     torch.mm(dz[s].t(), x[s], out=g[s])
@@ -173,19 +221,44 @@ class MLPStack:
         return logits.view(self.S, self.R, x.shape[1], -1)
 
 
-def check_stackable(template: nn.Module) -> None:
-    """Refuse, in one clear line, a model the stacked trainer cannot run."""
-    if any(True for _ in template.buffers()):
-        from lottery.config import ConfigError
+def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """Why `template` cannot train as a vectorised stack (None: it can), probed on 2 examples."""
+    buffers = [n for n, _ in template.named_buffers()]
+    if buffers:
+        shown = ", ".join(buffers[:3]) + (", …" if len(buffers) > 3 else "")
+        return f"it has buffers ({shown}; e.g. BatchNorm running statistics)"
+    if mlp_layers(template) is not None:
+        return None
+    try:
+        probe = VmapStack(template, 1, 2)
+        params = {n: p.detach().expand(1, 2, *p.shape).clone().requires_grad_(True)
+                  for n, p in template.named_parameters()}
+        probe.loss_and_grads(params, x[None, :2], y[None, :2])
+        probe.logits(params, x[:2])
+    except Exception as e:  # whatever vmap refuses (random ops, in-place updates, data-dependent flow)
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        return f"torch.func.vmap cannot run it: {lines[0][:200]}"
+    return None
 
-        names = ", ".join(n for n, _ in template.named_buffers())
-        raise ConfigError(f"models with buffers ({names}; e.g. BatchNorm running statistics) are not supported "
-                          "yet: the trainer stacks parameters only")
+
+ENGINES = ("auto", "mlp", "vmap", "loop")
 
 
-def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto"):
-    """The fastest implementation that supports `template` ('auto'), or the one named."""
-    check_stackable(template)
-    if engine == "vmap" or (engine == "auto" and mlp_layers(template) is None):
+def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto", *, example=None,
+               noise_seeds: list[int] | None = None, device="cpu"):
+    """The implementation `engine` names; 'auto': the fastest that runs `template` (probed on
+    `example`, a (x, y) pair of a few training examples)."""
+    if engine == "auto":
+        if mlp_layers(template) is not None:
+            engine = "mlp"
+        elif example is not None and vectorise_problem(template, *example) is not None:
+            engine = "loop"
+        else:
+            engine = "vmap"
+    if engine == "mlp":
+        return MLPStack(template, S, R)
+    if engine == "vmap":
         return VmapStack(template, S, R)
-    return MLPStack(template, S, R)
+    if engine == "loop":
+        return LoopStack(template, S, R, noise_seeds, device)
+    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -33,11 +33,13 @@ EVAL_CHUNK = 10_000
 
 @dataclass
 class Replicate:
-    """One training unit's inputs: starting weights (already masked), its mask, its data seed."""
+    """One training unit's inputs: starting state (parameters, already masked, and buffers),
+    its mask, its data seed, and the seed of its own randomness in training (dropout)."""
 
     init: dict[str, torch.Tensor]
     mask: dict[str, torch.Tensor]
     data_seed: int
+    noise_seed: int | None = None  # None: derived from data_seed and the replicate's place in its stream
 
 
 @dataclass
@@ -65,15 +67,20 @@ class DataOrder:
     def __init__(self, n: int, batch_size: int, data_seeds: list[int]):
         self.n, self.batch_size, self.data_seeds = n, batch_size, list(data_seeds)
         self._cache: dict[int, torch.Tensor] = {}
+        self.device = torch.device("cpu")
 
     def permutation(self, epoch: int) -> torch.Tensor:  # [S, n]
         if epoch not in self._cache:
             if len(self._cache) > 2:
                 self._cache.pop(min(self._cache))
-            self._cache[epoch] = torch.stack([
+            self._cache[epoch] = torch.stack([  # drawn on the CPU: the same order on every device
                 torch.randperm(self.n, generator=torch.Generator().manual_seed(derive(s, "epoch", epoch)))
-                for s in self.data_seeds])
+                for s in self.data_seeds]).to(self.device)
         return self._cache[epoch]
+
+    def to(self, device) -> "DataOrder":
+        self.device = torch.device(device)
+        return self
 
     def indices(self, step: int) -> torch.Tensor:  # [S, batch_size]
         start = step * self.batch_size
@@ -81,7 +88,7 @@ class DataOrder:
         if first == last:
             offset = start - first * self.n
             return self.permutation(first)[:, offset: offset + self.batch_size]
-        pos = torch.arange(start, start + self.batch_size)
+        pos = torch.arange(start, start + self.batch_size, device=self.device)
         return torch.cat([self.permutation(e)[:, (pos[pos // self.n == e] % self.n)] for e in (first, last)], dim=1)
 
 
@@ -118,18 +125,22 @@ class GroupTrainer:
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
                  progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None,
-                 start_step: int = 0):
-        self.data, self.cfg = data, cfg
+                 start_step: int = 0, device="cpu"):
+        self.device = torch.device(device)
+        self.data, self.cfg = (data if data.train_x.device == self.device else data.to(self.device)), cfg
         self.on_eval = on_eval  # (step, params) → True to stop training there (early-bird search)
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
         self.S, self.R, self.order = _layout(replicates)
         self.K = self.S * self.R
         ordered = [replicates[i] for i in self.order]
+        # the state: parameters (trained) and buffers (e.g. BatchNorm statistics), all stacked [S, R, ...]
         self.names = list(ordered[0].init)
+        trainable = {n for n, _ in template.named_parameters()}
+        self.param_names = [n for n in self.names if n in trainable]
         self.params = {n: torch.stack([r.init[n] for r in ordered]).reshape(self.S, self.R, *ordered[0].init[n].shape)
-                       .clone().requires_grad_(True) for n in self.names}
+                       .to(self.device).requires_grad_(n in trainable) for n in self.names}
         self.masks = {n: torch.stack([r.mask[n] for r in ordered]).reshape(self.S, self.R, *ordered[0].mask[n].shape)
-                      .to(self.params[n].dtype) for n in ordered[0].mask}
+                      .to(self.device, self.params[n].dtype) for n in ordered[0].mask}
         spe = len(data.train_x) / cfg.batch_size
         self.steps_per_epoch = spe
         self.total = to_steps(cfg.length, spe)
@@ -139,21 +150,25 @@ class GroupTrainer:
         self.start_step = min(start_step, self.total)
         self.eval_steps = sorted(set(range(self.start_step, self.total, max(1, every))) | {self.total})
         self.snapshot_steps = sorted(set(s for s in snapshot_steps if 0 <= s <= self.total))
-        self.data_order = DataOrder(len(data.train_x), cfg.batch_size, [ordered[s * self.R].data_seed for s in range(self.S)])
-        self.optimizer = make_optimizer(cfg, list(self.params.values()))
+        self.data_order = DataOrder(len(data.train_x), cfg.batch_size,
+                                    [ordered[s * self.R].data_seed for s in range(self.S)]).to(self.device)
+        self.optimizer = make_optimizer(cfg, [self.params[n] for n in self.param_names])
         self.lrs = [learning_rate(cfg, t, self.total, spe) for t in range(self.total)]
         if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
             self.lrs = [self.lrs[-1]] * self.total
         for g in self.optimizer.param_groups:
             g["lr"] = self.lrs[min(start_step, self.total - 1)] if self.lrs else cfg.lr
 
-        self.stack = make_stack(template, self.S, self.R, engine)
+        noise_seeds = [r.noise_seed if r.noise_seed is not None else derive(r.data_seed, "noise", k % self.R)
+                       for k, r in enumerate(ordered)]
+        self.stack = make_stack(template, self.S, self.R, engine, example=(self.data.train_x[:2], self.data.train_y[:2]),
+                                noise_seeds=noise_seeds, device=self.device)
 
     # --- pieces ----------------------------------------------------------------------------
     def _evaluate(self, params, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss and accuracy of every replicate on (x, y): two [S, R] tensors."""
-        loss = torch.zeros(self.S, self.R, dtype=torch.float64)
-        correct = torch.zeros(self.S, self.R, dtype=torch.float64)
+        loss = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         with torch.inference_mode():
             for i in range(0, len(x), EVAL_CHUNK):
                 xb, yb = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
@@ -162,10 +177,11 @@ class GroupTrainer:
                 target = yb.expand(self.S, self.R, len(yb)).reshape(-1)
                 loss += nn.functional.cross_entropy(flat, target, reduction="none").view(self.S, self.R, -1).double().sum(-1)
                 correct += (logits.argmax(-1) == yb).double().sum(-1)
-        return loss / len(x), correct / len(x)
+        return (loss / len(x)).cpu(), (correct / len(x)).cpu()
 
-    def _snapshot(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.params.items()}
+    def _snapshot(self, device=None) -> dict[str, torch.Tensor]:
+        """A copy of the stacked state, on the training device unless `device` says otherwise."""
+        return {n: p.detach().to(device or self.device, copy=True) for n, p in self.params.items()}
 
     # --- checkpointing ---------------------------------------------------------------------
     def _save(self):
@@ -177,6 +193,7 @@ class GroupTrainer:
             tensors.update({f"snap.{step}.{n}": t for n, t in snap.items()})
         for i, st in self.optimizer.state_dict()["state"].items():
             tensors.update({f"opt.{i}.{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
+        tensors = {k: v.detach().cpu() for k, v in tensors.items()}
         meta = {"step": self.step, "last_eval": self.last_eval, "history": self.history,
                 "snapshot_steps": list(self.snapshots)}
         self.checkpoint.save(tensors, json.dumps(meta))
@@ -190,12 +207,12 @@ class GroupTrainer:
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(tensors[f"param.{n}"])
-        self.best = {n: tensors[f"best.{n}"] for n in self.names}
+        self.best = {n: tensors[f"best.{n}"].to(self.device) for n in self.names}
         self.best_loss, self.best_step = tensors["best_loss"], tensors["best_step"]
-        self.train_loss_sum = tensors["train_loss_sum"]
+        self.train_loss_sum = tensors["train_loss_sum"].to(self.device)
         self.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in self.names} for s in meta["snapshot_steps"]}
         state = self.optimizer.state_dict()
-        for i, _ in enumerate(self.params):
+        for i, _ in enumerate(self.param_names):
             keys = {k.split(".", 2)[2] for k in tensors if k.startswith(f"opt.{i}.")}
             if keys:
                 state["state"][i] = {k: tensors[f"opt.{i}.{k}"] for k in keys}
@@ -211,7 +228,7 @@ class GroupTrainer:
         self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
         self.best = self._snapshot()
         self.snapshots = {}
-        self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64)
+        self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         resumed = self._restore()
         self.resumed_from_step = self.step
         grads_masked = [self.params[n] for n in self.masks]
@@ -229,7 +246,7 @@ class GroupTrainer:
                 break
             idx = self.data_order.indices(self.step)
             x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
-            per = self.stack.loss_and_grads(self.params, x, y)  # [S, R]; sets (not adds to) .grad
+            per = self.stack.loss_and_grads(self.params, x, y, self.step)  # [S, R]; sets (not adds to) .grad
             torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
             lr = self.lrs[self.step]
             if lr != self.optimizer.param_groups[0]["lr"]:
@@ -250,7 +267,7 @@ class GroupTrainer:
 
     def _maybe_snapshot(self):
         if self.step in self.snapshot_steps and self.step not in self.snapshots:
-            self.snapshots[self.step] = self._snapshot()
+            self.snapshots[self.step] = self._snapshot("cpu")
 
     def _eval_point(self, steps_since: int):
         with torch.no_grad():
@@ -259,9 +276,9 @@ class GroupTrainer:
             self.best_loss = torch.where(improved, val_loss, self.best_loss)
             self.best_step = torch.where(improved, torch.tensor(self.step), self.best_step)
             for n in self.names:
-                sel = improved.view(self.S, self.R, *[1] * (self.best[n].dim() - 2))
+                sel = improved.to(self.device).view(self.S, self.R, *[1] * (self.best[n].dim() - 2))
                 self.best[n] = torch.where(sel, self.params[n].detach(), self.best[n])
-        train_loss = (self.train_loss_sum / steps_since) if steps_since else torch.full_like(val_loss, math.nan)
+        train_loss = (self.train_loss_sum.cpu() / steps_since) if steps_since else torch.full_like(val_loss, math.nan)
         self.train_loss_sum.zero_()
         self.history.append({"step": self.step, "lr": self.lrs[min(self.step, self.total - 1)],
                              "train_loss": train_loss.flatten().tolist(),
@@ -276,7 +293,7 @@ class GroupTrainer:
         for k in range(self.K):
             s, r = divmod(k, self.R)
             out[self.order[k]] = ReplicateResult(
-                final={n: p[s, r].detach().clone() for n, p in self.params.items()},
+                final={n: p[s, r].detach().to("cpu", copy=True) for n, p in self.params.items()},
                 snapshots={st: {n: t[s, r].clone() for n, t in snap.items()} for st, snap in self.snapshots.items()},
                 history=[{"step": h["step"], "lr": h["lr"], "train_loss": h["train_loss"][k], "val_loss": h["val_loss"][k],
                           "val_acc": h["val_acc"][k]} for h in self.history],
