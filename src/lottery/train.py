@@ -25,6 +25,7 @@ from torch import nn
 
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
+from lottery.optim import Optimizer
 from lottery.seeds import derive
 from lottery.stacked import make_stack
 
@@ -106,19 +107,6 @@ def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: floa
     return cfg.lr
 
 
-def make_optimizer(cfg: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """Adam or SGD over the stacked tensors; fused kernels where this torch has them."""
-    def build(**impl):
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **impl)
-    try:
-        return build(fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return build(foreach=True)
-
-
 class GroupTrainer:
     """Trains an [S, R] group of replicates; see the module docstring."""
 
@@ -152,12 +140,10 @@ class GroupTrainer:
         self.snapshot_steps = sorted(set(s for s in snapshot_steps if 0 <= s <= self.total))
         self.data_order = DataOrder(len(data.train_x), cfg.batch_size,
                                     [ordered[s * self.R].data_seed for s in range(self.S)]).to(self.device)
-        self.optimizer = make_optimizer(cfg, [self.params[n] for n in self.param_names])
+        self.optimizer = Optimizer(cfg, [self.params[n] for n in self.param_names])
         self.lrs = [learning_rate(cfg, t, self.total, spe) for t in range(self.total)]
         if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
             self.lrs = [self.lrs[-1]] * self.total
-        for g in self.optimizer.param_groups:
-            g["lr"] = self.lrs[min(start_step, self.total - 1)] if self.lrs else cfg.lr
 
         noise_seeds = [r.noise_seed if r.noise_seed is not None else derive(r.data_seed, "noise", k % self.R)
                        for k, r in enumerate(ordered)]
@@ -191,8 +177,7 @@ class GroupTrainer:
         tensors["train_loss_sum"] = self.train_loss_sum
         for step, snap in self.snapshots.items():
             tensors.update({f"snap.{step}.{n}": t for n, t in snap.items()})
-        for i, st in self.optimizer.state_dict()["state"].items():
-            tensors.update({f"opt.{i}.{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
+        tensors.update({f"opt.{k}": v for k, v in self.optimizer.state_tensors().items()})
         tensors = {k: v.detach().cpu() for k, v in tensors.items()}
         meta = {"step": self.step, "last_eval": self.last_eval, "history": self.history,
                 "snapshot_steps": list(self.snapshots)}
@@ -211,12 +196,7 @@ class GroupTrainer:
         self.best_loss, self.best_step = tensors["best_loss"], tensors["best_step"]
         self.train_loss_sum = tensors["train_loss_sum"].to(self.device)
         self.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in self.names} for s in meta["snapshot_steps"]}
-        state = self.optimizer.state_dict()
-        for i, _ in enumerate(self.param_names):
-            keys = {k.split(".", 2)[2] for k in tensors if k.startswith(f"opt.{i}.")}
-            if keys:
-                state["state"][i] = {k: tensors[f"opt.{i}.{k}"] for k in keys}
-        self.optimizer.load_state_dict(state)
+        self.optimizer.load_state_tensors({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("opt.")})
         self.step, self.last_eval, self.history = meta["step"], meta["last_eval"], meta["history"]
         return True
 
@@ -248,11 +228,7 @@ class GroupTrainer:
             x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
             per = self.stack.loss_and_grads(self.params, x, y, self.step)  # [S, R]; sets (not adds to) .grad
             torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
-            lr = self.lrs[self.step]
-            if lr != self.optimizer.param_groups[0]["lr"]:
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
-            self.optimizer.step()
+            self.optimizer.step(self.lrs[self.step])
             self.train_loss_sum += per.detach().double()
             self.step += 1
             self._maybe_snapshot()

@@ -1,0 +1,109 @@
+"""Adam and SGD over the stacked tensors, calling torch's fused kernels directly.
+
+The kernels are the ones `torch.optim.Adam(fused=True)` / `SGD(fused=True)` run, with the
+same arguments, so the numbers are identical; what goes is torch.optim's per-call Python
+bookkeeping, about 0.2 ms a step (7 % of a 3-replicate LeNet step on 2 cores, profiled).
+Where this torch has no fused kernel for the device, torch.optim's foreach path runs instead.
+
+The state is plain tensors named `{i}.{key}` (i: the parameter's position), torch.optim's own
+key names, so checkpoints hold the same entries either way.
+"""
+
+import torch
+
+from lottery.config import TrainConfig
+
+
+_FUSED: dict[tuple[str, str], bool] = {}
+
+
+def _has_fused(name: str, device: torch.device) -> bool:
+    """Whether this torch runs the fused kernel on `device` (CPU ones arrived in torch 2.4): tried once."""
+    key = (name, device.type)
+    if key not in _FUSED:
+        p, g, b = (torch.zeros(1, device=device) for _ in range(3))
+        try:
+            if name == "_fused_adam_":
+                torch._fused_adam_([p], [g], [b], [torch.zeros(1, device=device)], [], [torch.ones((), device=device)],
+                                   lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
+                                   maximize=False)
+            else:
+                torch._fused_sgd_([p], [g], [b], weight_decay=0.0, momentum=0.9, lr=0.1, dampening=0.0,
+                                  nesterov=False, maximize=False, is_first_step=True)
+            _FUSED[key] = True
+        except (AttributeError, RuntimeError, TypeError, NotImplementedError):
+            _FUSED[key] = False
+    return _FUSED[key]
+
+
+class Optimizer:
+    def __init__(self, cfg: TrainConfig, params: list[torch.Tensor]):
+        self.cfg, self.params = cfg, list(params)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        kernel = "_fused_adam_" if cfg.optimizer == "adam" else "_fused_sgd_"
+        self.fallback = None
+        if not _has_fused(kernel, device):
+            self.fallback = self._torch_optim()
+            return
+        zeros = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        if cfg.optimizer == "adam":
+            self.state = {"exp_avg": zeros, "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
+                          "step": [torch.zeros((), dtype=torch.float32, device=device) for _ in self.params]}
+        else:
+            self.state = {"momentum_buffer": zeros} if cfg.momentum else {}
+        self.first_step = True
+
+    def _torch_optim(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.params, lr=c.lr, weight_decay=c.weight_decay, foreach=True)
+        return torch.optim.SGD(self.params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                               weight_decay=c.weight_decay, foreach=True)
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        """One update of every parameter from its `.grad`, at learning rate `lr`."""
+        c = self.cfg
+        if self.fallback is not None:
+            for group in self.fallback.param_groups:
+                group["lr"] = lr
+            self.fallback.step()
+            return
+        params, grads, state = self.params, [p.grad for p in self.params], self.state
+        if any(g is None for g in grads):  # a parameter the loss does not use: skipped, as torch.optim does
+            used = [i for i, g in enumerate(grads) if g is not None]
+            params, grads = [params[i] for i in used], [grads[i] for i in used]
+            state = {k: [ts[i] for i in used] for k, ts in state.items()}
+        if c.optimizer == "adam":
+            torch._foreach_add_(state["step"], 1)
+            torch._fused_adam_(params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"], lr=lr,
+                               beta1=0.9, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8, amsgrad=False,
+                               maximize=False)
+        else:
+            torch._fused_sgd_(params, grads, state.get("momentum_buffer", []), weight_decay=c.weight_decay,
+                              momentum=c.momentum, lr=lr, dampening=0.0, nesterov=c.nesterov, maximize=False,
+                              is_first_step=self.first_step and bool(c.momentum))
+        self.first_step = False
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        if self.fallback is not None:
+            return {f"{i}.{k}": v for i, st in self.fallback.state_dict()["state"].items()
+                    for k, v in st.items() if isinstance(v, torch.Tensor)}
+        if self.first_step:
+            return {}  # nothing learnt yet (and SGD's momentum buffers are not initialised)
+        return {f"{i}.{k}": t for k, ts in self.state.items() for i, t in enumerate(ts)}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if not tensors:
+            return
+        if self.fallback is not None:
+            state = self.fallback.state_dict()
+            for i in range(len(self.params)):
+                keys = {k.split(".", 1)[1] for k in tensors if k.startswith(f"{i}.")}
+                state["state"][i] = {k: tensors[f"{i}.{k}"] for k in keys}
+            self.fallback.load_state_dict(state)
+            return
+        for k, ts in self.state.items():
+            for i, t in enumerate(ts):
+                t.copy_(tensors[f"{i}.{k}"])
+        self.first_step = False
