@@ -136,6 +136,12 @@ class MLPStack:
             buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
+    def _minus_one(self, shape, like: torch.Tensor) -> torch.Tensor:
+        buf = self._buffers.get(("minus_one", tuple(shape)))
+        if buf is None or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[("minus_one", tuple(shape))] = torch.full(shape, -1.0, dtype=like.dtype, device=like.device)
+        return buf
+
     def _per_seed_gemm(self) -> bool:
         """A few seeds: one plain GEMM each beats one bmm at LeNet's shapes (1.9x -> 1.5x the
         matmul limit for K = 3, benchmarks/limit.py). Many seeds: one bmm call saves the per-call
@@ -187,7 +193,7 @@ class MLPStack:
             target = y.repeat_interleave(R, dim=0).unsqueeze(-1)  # [S*R, B, 1]
             per = -logp.gather(-1, target).squeeze(-1).mean(-1).view(S, R)
             dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
-            dz.scatter_add_(-1, target, torch.full(target.shape, -1.0, dtype=dz.dtype, device=dz.device))
+            dz.scatter_add_(-1, target, self._minus_one(target.shape, dz))
             dz.mul_(1.0 / B)
             for i in range(len(self.layers) - 1, 0, -1):
                 w_name, b_name = self.layers[i]

