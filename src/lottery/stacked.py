@@ -127,19 +127,17 @@ class MLPStack:
             raise ValueError("MLPStack needs a Sequential of Linear and ReLU layers")
         self.layers, self.S, self.R = layers, S, R
         self._buffers: dict[tuple, torch.Tensor] = {}
+        self._plan_for: list[torch.Tensor] = []  # the tensors the cached training plan views
+        self._plan: list[dict] = []
 
-    def _buffer(self, key, shape, like: torch.Tensor) -> torch.Tensor:
+    def _buffer(self, key, shape, like: torch.Tensor, fill: float | None = None) -> torch.Tensor:
         """A reused work tensor. Fresh multi-MB allocations every step cost page faults that
         made step times swing by 2x here; reusing the same memory keeps them flat."""
         buf = self._buffers.get(key)
         if buf is None or buf.shape != torch.Size(shape) or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return buf
-
-    def _minus_one(self, shape, like: torch.Tensor) -> torch.Tensor:
-        buf = self._buffers.get(("minus_one", tuple(shape)))
-        if buf is None or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._buffers[("minus_one", tuple(shape))] = torch.full(shape, -1.0, dtype=like.dtype, device=like.device)
+            if fill is not None:
+                buf.fill_(fill)
         return buf
 
     def _per_seed_gemm(self) -> bool:
@@ -148,82 +146,119 @@ class MLPStack:
         overhead that dominates small models (benchmarks/replicates.py)."""
         return self.S <= 4
 
-    def _forward(self, params, x, keep: bool):
+    @torch.no_grad()
+    def _views(self, params: dict[str, torch.Tensor]) -> list[dict]:
+        """Each layer's weight and bias in the shapes the products use: the first layer's R
+        replicates side by side, [S, in, R*out]; later layers one matrix per replicate."""
+        S, R = self.S, self.R
+        views = []
+        for i, (w_name, b_name) in enumerate(self.layers):
+            w = params[w_name]
+            b = params[b_name] if b_name is not None else None
+            out, inp = w.shape[2], w.shape[3]
+            if i == 0:
+                wide = w.reshape(S, R * out, inp).transpose(1, 2)
+                bias = b.reshape(S, R * out) if b is not None else None
+                v = {"w": wide, "b": bias, "w_s": wide.unbind(0), "b_s": bias.unbind(0) if b is not None else None}
+            else:
+                w3 = w.reshape(S * R, out, inp)
+                v = {"w": w3, "wt": w3.transpose(1, 2), "b": b.reshape(S * R, 1, out) if b is not None else None}
+            v["params"] = (w, b)
+            views.append(v)
+        return views
+
+    @torch.no_grad()
+    def _training_plan(self, params: dict[str, torch.Tensor]) -> list[dict]:
+        """The views plus gradient buffers, built once per state: the trainer updates its tensors
+        in place, so the views stay valid, and the 30-odd view and .grad-setting calls a step
+        (15 % of a small step's fixed cost, profiled) are paid once."""
+        tensors = [params[n] for pair in self.layers for n in pair if n is not None]
+        if len(tensors) == len(self._plan_for) and all(a is b for a, b in zip(tensors, self._plan_for)):
+            return self._plan
+        plan = self._views(params)
+        for i, v in enumerate(plan):
+            w, b = v["params"]
+            shape = v["w"].shape
+            grad_shape = (shape[0], shape[2], shape[1]) if i == 0 else tuple(shape)
+            v["gw"] = torch.empty(grad_shape, dtype=w.dtype, device=w.device)
+            v["gb"] = torch.empty(grad_shape[:2], dtype=w.dtype, device=w.device) if b is not None else None
+            w.grad = v["gw"].view_as(w)
+            if b is not None:
+                b.grad = v["gb"].view_as(b)
+            v["grads"] = (w.grad, b.grad if b is not None else None)
+        self._plan_for, self._plan = tensors, plan
+        return plan
+
+    def _forward(self, views: list[dict], x: torch.Tensor, keep: bool):
         """x [S, N, F] (one batch per seed) → logits [S*R, N, C] and the hidden activations."""
         S, R = self.S, self.R
         N = x.shape[1]
-        acts = []
-        w_name, b_name = self.layers[0]
-        w = params[w_name]  # [S, R, out, in]
-        out = w.shape[2]
-        wide = w.reshape(S, R * out, w.shape[3]).transpose(1, 2)  # all R replicates side by side
-        bias = params[b_name].reshape(S, R * out) if b_name is not None else None
-        h = self._buffer(("h0", keep), (S, N, R * out), x)
+        first = views[0]
+        wide_out = first["w"].shape[2]
+        h = self._buffer(("h0", keep), (S, N, wide_out), x)
         if self._per_seed_gemm():
             for s in range(S):
-                if bias is not None:
-                    torch.addmm(bias[s], x[s], wide[s], out=h[s])
+                if first["b"] is not None:
+                    torch.addmm(first["b_s"][s], x[s], first["w_s"][s], out=h[s])
                 else:
-                    torch.mm(x[s], wide[s], out=h[s])
-        elif bias is not None:
-            torch.baddbmm(bias.unsqueeze(1), x, wide, out=h)
+                    torch.mm(x[s], first["w_s"][s], out=h[s])
+        elif first["b"] is not None:
+            torch.baddbmm(first["b"].unsqueeze(1), x, first["w"], out=h)
         else:
-            torch.bmm(x, wide, out=h)
+            torch.bmm(x, first["w"], out=h)
         # [S, N, R*out] → [S*R, N, out]: the per-replicate layout of the later layers
+        out = wide_out // R
         h = h.view(S, N, R, out).transpose(1, 2).reshape(S * R, N, out)
-        for w_name, b_name in self.layers[1:]:
+        acts = []
+        for v in views[1:]:
             h.relu_()
             if keep:
                 acts.append(h)
-            w = params[w_name]
-            wt = w.reshape(S * R, w.shape[2], w.shape[3]).transpose(1, 2)
-            if b_name is not None:
-                h = torch.baddbmm(params[b_name].reshape(S * R, 1, -1), h, wt)
-            else:
-                h = torch.bmm(h, wt)
+            h = torch.baddbmm(v["b"], h, v["wt"]) if v["b"] is not None else torch.bmm(h, v["wt"])
         return h, acts
 
     def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         S, R = self.S, self.R
         x = x.reshape(S, x.shape[1], -1)
         B = x.shape[1]
+        plan = self._training_plan(params)
         with torch.no_grad():
-            logits, acts = self._forward(params, x, keep=True)
+            logits, acts = self._forward(plan, x, keep=True)
             logp = torch.log_softmax(logits, -1)  # [S*R, B, C]
-            target = y.repeat_interleave(R, dim=0).unsqueeze(-1)  # [S*R, B, 1]
-            per = -logp.gather(-1, target).squeeze(-1).mean(-1).view(S, R)
+            target = y.view(S, 1, B, 1).expand(S, R, B, 1).reshape(S * R, B, 1)
+            per = logp.gather(-1, target).view(S, R, B).sum(-1).mul_(-1.0 / B)
             dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
-            dz.scatter_add_(-1, target, self._minus_one(target.shape, dz))
+            dz.scatter_add_(-1, target, self._buffer(("minus_one",), target.shape, dz, fill=-1.0))
             dz.mul_(1.0 / B)
-            for i in range(len(self.layers) - 1, 0, -1):
-                w_name, b_name = self.layers[i]
-                w, a = params[w_name], acts[i - 1]
-                w3 = w.reshape(S * R, w.shape[2], w.shape[3])
-                g = self._buffer(("grad", w_name), w3.shape, w)
-                w.grad = torch.bmm(dz.transpose(1, 2), a, out=g).view_as(w)
-                if b_name is not None:
-                    params[b_name].grad = dz.sum(1).view_as(params[b_name])
-                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, w3), a, 0)  # ReLU backward, fused
-            w_name, b_name = self.layers[0]
-            w = params[w_name]
-            out = w.shape[2]
+            for i in range(len(plan) - 1, 0, -1):
+                v, a = plan[i], acts[i - 1]
+                torch.bmm(dz.transpose(1, 2), a, out=v["gw"])
+                if v["gb"] is not None:
+                    torch.sum(dz, 1, out=v["gb"])
+                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, v["w"]), a, 0)  # ReLU backward, fused
+            first = plan[0]
+            out = first["w"].shape[2] // R
             dz = dz.view(S, R, B, out).transpose(1, 2).reshape(S, B, R * out)
-            g = self._buffer(("grad", w_name), (S, R * out, w.shape[3]), w)
             if self._per_seed_gemm():
                 for s in range(S):
-                    torch.mm(dz[s].t(), x[s], out=g[s])
+                    torch.mm(dz[s].t(), x[s], out=first["gw"][s])
             else:
-                torch.bmm(dz.transpose(1, 2), x, out=g)
-            w.grad = g.view_as(w)
-            if b_name is not None:
-                params[b_name].grad = dz.sum(1).view_as(params[b_name])
+                torch.bmm(dz.transpose(1, 2), x, out=first["gw"])
+            if first["gb"] is not None:
+                torch.sum(dz, 1, out=first["gb"])
+        for v in plan:  # re-attach the buffers if anyone detached them (e.g. zero_grad(set_to_none))
+            w, b = v["params"]
+            if w.grad is not v["grads"][0]:
+                w.grad = v["grads"][0]
+            if b is not None and b.grad is not v["grads"][1]:
+                b.grad = v["grads"][1]
         return per
 
     def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """x [N, ...] shared by every replicate → logits [S, R, N, C]."""
         x = x.reshape(1, x.shape[0], -1).expand(self.S, -1, -1)
         with torch.no_grad():
-            logits, _ = self._forward(params, x, keep=False)
+            logits, _ = self._forward(self._views(params), x, keep=False)
         return logits.view(self.S, self.R, x.shape[1], -1)
 
 

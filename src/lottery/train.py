@@ -234,7 +234,7 @@ class GroupTrainer:
             if grads_masked:
                 torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
             self.optimizer.step(self.lrs[self.step])
-            self.train_loss_sum += per.detach().double()
+            self.train_loss_sum.add_(per.detach())  # float32 into a float64 sum
             self.step += 1
             self._maybe_snapshot()
             if self.progress:
