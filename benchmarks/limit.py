@@ -11,7 +11,7 @@ every engine timing are measured in alternation, several times, and the best of 
 
 from common import lenet_flops_per_epoch, matmul_gflops, mnist, result, time_engine
 
-STEPS, ROUNDS = 300, 3
+STEPS, ROUNDS = 300, 5
 CASES = ((1, 1), (3, 1), (9, 3))  # (K replicates, data streams)
 
 data = mnist()

@@ -83,3 +83,13 @@ def test_models_vmap_cannot_run_train_one_at_a_time(tmp_path, caplog):
     kept = ticket.masks["0.weight"]
     assert torch.all(trained[0].weight[~kept] == 0)
     assert float(ticket.results["params_total"].iloc[0]) == sum(p.numel() for p in model.parameters())
+
+
+def test_engine_mlp_on_a_model_it_cannot_run_is_refused(tmp_path):
+    from lottery.config import DataConfig, ExperimentConfig, ModelConfig
+    from lottery.lottery import Experiment, RunOptions
+
+    cfg = ExperimentConfig(data=DataConfig("synthetic", 50), model=ModelConfig("mlp_small"), levels=0)
+    tanh = nn.Sequential(nn.Flatten(), nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 4))
+    with pytest.raises(ConfigError, match="engine 'mlp' runs Sequential stacks of Linear and ReLU"):
+        Experiment(cfg, RunOptions(store=tmp_path, engine="mlp"), model_factory=lambda seed: tanh)

@@ -24,7 +24,7 @@ from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
 from lottery.store import RunStore, Unit, default_root
-from lottery.stacked import vectorise_problem
+from lottery.stacked import mlp_layers, vectorise_problem
 from lottery.train import Replicate, train
 
 log = logging.getLogger("lottery")
@@ -103,6 +103,9 @@ class Experiment:
             raise ConfigError("the model has nothing to prune (no Linear or Conv weights)")
         self.train_data = self.data.to(self.device)  # moved once; scores and branches use the CPU copy
         self.engine, self.vectorise = options.engine, options.vectorise
+        if options.engine == "mlp" and mlp_layers(self.template) is None:
+            raise ConfigError("engine 'mlp' runs Sequential stacks of Linear and ReLU layers only; this model "
+                              "is not one: use auto, vmap or loop")
         if options.engine in ("auto", "vmap"):
             problem = vectorise_problem(self.template, self.data.train_x[:2], self.data.train_y[:2])
             if problem:

@@ -29,7 +29,10 @@ from lottery.optim import Optimizer
 from lottery.seeds import derive
 from lottery.stacked import make_stack
 
-EVAL_CHUNK = 10_000
+# Examples per evaluation chunk. On CPU, 1,000 keeps the activations of 9 LeNets in cache:
+# evaluation ran at 162 GFLOP/s against 133 with 10,000 (measured). GPUs want large chunks.
+EVAL_CHUNK = {"cpu": 1_000}
+EVAL_CHUNK_DEFAULT = 10_000
 
 
 @dataclass
@@ -156,8 +159,9 @@ class GroupTrainer:
         loss = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         correct = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         with torch.inference_mode():
-            for i in range(0, len(x), EVAL_CHUNK):
-                xb, yb = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
+            chunk = EVAL_CHUNK.get(self.device.type, EVAL_CHUNK_DEFAULT)
+            for i in range(0, len(x), chunk):
+                xb, yb = x[i:i + chunk], y[i:i + chunk]
                 logits = self.stack.logits(params, xb)  # [S, R, B, C]
                 flat = logits.reshape(-1, logits.shape[-1])
                 target = yb.expand(self.S, self.R, len(yb)).reshape(-1)
