@@ -13,11 +13,13 @@ def stacked(model_fn, S, R, seed=0):
     return models[0], params
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_hand_written_mlp_gradients_equal_autograd(bias):
+@pytest.mark.parametrize("bias, depth", [(True, 3), (False, 3), (True, 2), (True, 1)])
+def test_hand_written_mlp_gradients_equal_autograd(bias, depth):
     def make():
-        return nn.Sequential(nn.Flatten(), nn.Linear(12, 16, bias=bias), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
-                             nn.Linear(8, 5))
+        layers = {3: [nn.Linear(12, 16, bias=bias), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5)],
+                  2: [nn.Linear(12, 16, bias=bias), nn.ReLU(), nn.Linear(16, 5)],
+                  1: [nn.Linear(12, 5, bias=bias)]}[depth]
+        return nn.Sequential(nn.Flatten(), *layers)
     S, R, B = 2, 3, 7
     template, params = stacked(make, S, R)
     x, y = torch.randn(S, B, 12), torch.randint(0, 5, (S, B))

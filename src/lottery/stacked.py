@@ -34,6 +34,13 @@ def per_replicate_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.reshape(-1, C), target, reduction="none").view(S, R, B).mean(-1)
 
 
+def log_softmax_classes(logits: torch.Tensor) -> torch.Tensor:
+    """log_softmax over the last dimension (the classes), computed as dimension 1 of a transposed
+    view: same memory, same numbers, but torch's CPU kernel ran 7-16x faster that way for 10
+    classes (0.09 vs 0.70 ms for 9 x 1,000 examples; 8 vs 124 µs for 16 x 100, measured)."""
+    return torch.log_softmax(logits.transpose(-1, -2), -2).transpose(-1, -2)
+
+
 class VmapStack:
     """Any buffer-free, randomness-free module, vectorised with torch.func; gradients by autograd."""
 
@@ -224,7 +231,7 @@ class MLPStack:
         plan = self._training_plan(params)
         with torch.no_grad():
             logits, acts = self._forward(plan, x, keep=True)
-            logp = torch.log_softmax(logits, -1)  # [S*R, B, C]
+            logp = log_softmax_classes(logits)  # [S*R, B, C]
             target = y.view(S, 1, B, 1).expand(S, R, B, 1).reshape(S * R, B, 1)
             per = logp.gather(-1, target).view(S, R, B).sum(-1).mul_(-1.0 / B)
             dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
