@@ -147,3 +147,16 @@ def test_fallback_resume_equals_uninterrupted(data):
     for n in rep.init:
         assert torch.equal(resumed.final[n], whole.final[n]), n  # buffers and dropout draws included
     assert resumed.test_acc_early_stop == whole.test_acc_early_stop
+
+
+def test_masks_beyond_the_weights_hold_too(data):
+    """The MLP stack masks weight gradients itself; a pruned bias is masked by the trainer."""
+    model, rep = replicate(data, 0, 1)
+    bias = next(n for n in rep.init if n.endswith("bias"))
+    rep.mask[bias] = torch.arange(rep.init[bias].numel()).reshape(rep.init[bias].shape) % 2 == 0
+    start = masks_lib.apply(rep.init, rep.mask)
+    (res,) = train(model, [Replicate(start, rep.mask, 1)], data,
+                   TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep"))
+    for n, m in rep.mask.items():
+        assert torch.all(res.final[n][~m] == 0.0), n
+        assert not torch.equal(res.final[n][m], start[n][m]), n
