@@ -15,7 +15,7 @@ from common import mnist, naive_train, result, tiny_eval
 from lottery.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from lottery.lottery import Experiment, RunOptions
 
-STEPS, ROUNDS = 600, 4
+STEPS, ROUNDS = 600, 8
 
 data = mnist()
 small = tiny_eval(data)

@@ -8,7 +8,7 @@ and the best of each is kept (this machine's speed drifts).
 
 from common import mnist, naive_train, result, time_engine
 
-STEPS, ROUNDS = 400, 3
+STEPS, ROUNDS = 400, 6
 
 data = mnist()
 naive_train(data, "lenet_300_100", 20, mask_density=0.8)  # warm-up

@@ -7,7 +7,7 @@ from common import result, time_engine
 from lottery.config import DataConfig
 from lottery.data import load_dataset
 
-K, STEPS, ROUNDS = 16, 300, 4
+K, STEPS, ROUNDS = 16, 300, 6
 
 data = load_dataset(DataConfig("mnist1d", 500))
 time_engine(data, "mlp_mnist1d", K, 10, batch_size=100, lr=1e-3)  # warm-up
