@@ -48,15 +48,18 @@ def test_engine_choice_falls_back_to_a_loop_for_what_vmap_cannot_run():
     plain = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
     batchnorm = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
     dropout = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.Tanh(), nn.Linear(5, 3))
+    both = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Dropout(0.5), nn.Linear(5, 3))
     assert vectorise_problem(plain, x, y) is None
-    assert "buffers (1.running_mean" in vectorise_problem(batchnorm, x, y)
+    assert vectorise_problem(batchnorm, x, y) is None, "stacked buffers vectorise"
     assert "vmap cannot run it" in vectorise_problem(dropout, x, y)
+    assert "vmap cannot run it" in vectorise_problem(both, x, y)
     assert isinstance(make_stack(plain, 1, 2, example=(x, y)), VmapStack)
-    assert isinstance(make_stack(batchnorm, 1, 2, example=(x, y)), LoopStack)
+    assert isinstance(make_stack(batchnorm, 1, 2, example=(x, y)), VmapStack)
     assert isinstance(make_stack(dropout, 1, 2, example=(x, y)), LoopStack)
 
 
-def test_loop_stack_gradients_equal_each_module_alone():
+@pytest.mark.parametrize("stack", [LoopStack, VmapStack])
+def test_batchnorm_stacks_equal_each_module_alone(stack):
     def make():
         return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
     S, R, B = 2, 2, 8
@@ -66,7 +69,7 @@ def test_loop_stack_gradients_equal_each_module_alone():
              for n, t in models[0].state_dict().items()}
     params = {n: t.requires_grad_(t.is_floating_point() and "running" not in n) for n, t in state.items()}
     x, y = torch.randn(S, B, 6), torch.randint(0, 3, (S, B))
-    loss = LoopStack(models[0], S, R).loss_and_grads(params, x, y)
+    loss = stack(models[0], S, R).loss_and_grads(params, x, y)
     for k, m in enumerate(models):
         s, r = divmod(k, R)
         ref = nn.functional.cross_entropy(m(x[s]), y[s])
@@ -75,3 +78,5 @@ def test_loop_stack_gradients_equal_each_module_alone():
         for n, p in m.named_parameters():
             torch.testing.assert_close(params[n].grad[s, r], p.grad)
         torch.testing.assert_close(params["1.running_mean"][s, r], m[1].running_mean)  # updated in place
+        torch.testing.assert_close(params["1.running_var"][s, r], m[1].running_var)
+        assert params["1.num_batches_tracked"][s, r] == m[1].num_batches_tracked

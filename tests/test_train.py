@@ -7,7 +7,8 @@ from lottery import pruning
 from lottery.config import DataConfig, TrainConfig
 from lottery.data import load_dataset
 from lottery.models import build
-from lottery.train import DataOrder, Replicate, learning_rate, train
+from lottery.stacked import VmapStack
+from lottery.train import DataOrder, GroupTrainer, Replicate, learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +161,26 @@ def test_masks_beyond_the_weights_hold_too(data):
     for n, m in rep.mask.items():
         assert torch.all(res.final[n][~m] == 0.0), n
         assert not torch.equal(res.final[n][m], start[n][m]), n
+
+
+def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
+    pairs = []
+    for seed, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11)):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(data.input_shape[-1], 16, bias=False), nn.BatchNorm1d(16),
+                              nn.ReLU(), nn.Linear(16, data.num_classes))
+        state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        mask = {n: torch.rand(state[n].shape, generator=torch.Generator().manual_seed(seed)) < 0.6
+                for n in masks_lib.prunable_names(model)}
+        pairs.append((model, Replicate(masks_lib.apply(state, mask), mask, data_seed)))
+    model = pairs[0][0]
+    trainer = GroupTrainer(model, [r for _, r in pairs], data, cfg)
+    assert isinstance(trainer.stack, VmapStack) and (trainer.S, trainer.R) == (2, 2)
+    together = trainer.run()
+    for (_, rep), joint in zip(pairs, together):
+        (alone,) = train(model, [rep], data, cfg)
+        for n in rep.init:
+            torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
+        assert joint.final["2.num_batches_tracked"].item() == joint.steps
+        assert not torch.equal(joint.final["2.running_mean"], rep.init["2.running_mean"])

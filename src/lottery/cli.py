@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
     r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",
                    help="auto: hand-written kernels for ReLU MLPs, torch.func.vmap for other models, one "
-                        "replicate at a time (loop) for models vmap cannot run (BatchNorm, dropout)")
+                        "replicate at a time (loop) for models vmap cannot run (dropout, ops vmap lacks)")
     r.add_argument("--device", default="auto",
                    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

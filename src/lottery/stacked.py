@@ -8,10 +8,10 @@ each stream (that seed's branches). Two implementations of the same interface:
   batch of a seed with all R replicates' weights side by side in one wide matrix product;
   later layers are batched products over all S × R replicates. No autograd graph, no dX
   for the input layer, and ReLU's backward as one fused kernel.
-- `VmapStack`: any `nn.Module` without buffers or randomness, through `vmap(functional_call)`
-  and autograd.
-- `LoopStack`: the fallback for what cannot be vectorised (BatchNorm running statistics,
-  dropout, ops vmap lacks): one replicate after another through the module itself, each with
+- `VmapStack`: any `nn.Module` without randomness, through `vmap(functional_call)` and
+  autograd; buffers (BatchNorm statistics) are stacked like the parameters.
+- `LoopStack`: the fallback for what cannot be vectorised (dropout and other random ops, ops
+  vmap lacks): one replicate after another through the module itself, each with
   its own stacked buffers and its own seeded randomness.
 
 All set `.grad` on the stacked parameters and return each replicate's mean loss. The state
@@ -42,7 +42,8 @@ def log_softmax_classes(logits: torch.Tensor) -> torch.Tensor:
 
 
 class VmapStack:
-    """Any buffer-free, randomness-free module, vectorised with torch.func; gradients by autograd."""
+    """Any randomness-free module, vectorised with torch.func; gradients by autograd. Buffers in
+    the state are stacked like the parameters, so BatchNorm keeps running statistics per replicate."""
 
     masks_gradients_of: frozenset = frozenset()  # none: the trainer masks every gradient after the backward
 
@@ -288,19 +289,20 @@ class MLPStack:
 
 
 def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str | None:
-    """Why `template` cannot train as a vectorised stack (None: it can), probed on 2 examples."""
-    buffers = [n for n, _ in template.named_buffers()]
-    if buffers:
-        shown = ", ".join(buffers[:3]) + (", …" if len(buffers) > 3 else "")
-        return f"it has buffers ({shown}; e.g. BatchNorm running statistics)"
+    """Why `template` cannot train as a vectorised stack (None: it can), probed on 2 examples.
+
+    Buffers are fine when stacked like the parameters: BatchNorm's running statistics update in
+    place per replicate under vmap (tested). Random ops (dropout) are not: vmap cannot give each
+    replicate its own seeded draws."""
     if mlp_layers(template) is not None:
         return None
     try:
         probe = VmapStack(template, 1, 2)
-        params = {n: p.detach().expand(1, 2, *p.shape).clone().requires_grad_(True)
-                  for n, p in template.named_parameters()}
-        probe.loss_and_grads(params, x[None, :2], y[None, :2])
-        probe.logits(params, x[:2])
+        trainable = {n for n, _ in template.named_parameters()}
+        state = {n: t.detach().expand(1, 2, *t.shape).clone().requires_grad_(n in trainable)
+                 for n, t in template.state_dict().items()}
+        probe.loss_and_grads(state, x[None, :2], y[None, :2])
+        probe.logits(state, x[:2])
     except Exception as e:  # whatever vmap refuses (random ops, in-place updates, data-dependent flow)
         lines = str(e).strip().splitlines() or [type(e).__name__]
         return f"torch.func.vmap cannot run it: {lines[0][:200]}"
