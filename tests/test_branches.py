@@ -185,3 +185,29 @@ def test_early_bird_rule_waits_for_a_window_of_stable_masks():
             break
     assert steps == [130], "drawn once three successive distances are small: at 100 → 110 → 120 → 130"
     assert int(rule.drawn[0][1]["w"].sum()) == 5
+
+
+def test_every_branch_runs_a_batchnorm_model(tmp_path):
+    """Buffers flow through every branch: scores in eval mode (SynFlow's single all-ones example
+    would fail BatchNorm in train mode), reinit with fresh statistics, rewinding them."""
+    import lottery
+
+    torch.manual_seed(0)
+    x, test_x = torch.randn(300, 10), torch.randn(100, 10)
+    y, test_y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long(), (test_x[:, 0] > 0).long() + 2 * (test_x[:, 1] > 0).long()
+    model = nn.Sequential(nn.Linear(10, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    ticket = lottery.find_ticket(model, train=(x, y), test=(test_x, test_y), levels=1, branches=tuple(BRANCHES),
+                                 store=tmp_path, length="20ep", batch_size=50, eval_every="5ep", lr=1e-2)
+    results = ticket.results
+    assert set(results.query("level == 1").branch) == set(BRANCHES)
+    assert (results.test_acc_end > 0.6).all(), "every branch learns (chance is 0.25)"
+
+
+def test_synflow_flows_through_weights_left_out_of_the_mask():
+    model = tiny_net()
+    params = params_of(model)
+    only_first = {"1.weight": torch.ones(8, 6, dtype=torch.bool)}  # the last layer is not pruned
+    mask = scores.synflow(model, params, only_first, (6,), keep=12, rounds=1)
+    # the linearised net on an all-ones input: R = sum(|W3| |W1| 1), so score[i, j] = |W1[i, j]| * sum_k |W3[k, i]|
+    expected = params["1.weight"].abs() * params["3.weight"].abs().sum(0)[:, None]
+    assert torch.equal(mask["1.weight"], pruning.keep_top_global({"1.weight": expected}, only_first, 12)["1.weight"])

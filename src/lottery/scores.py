@@ -3,8 +3,12 @@
 Each is a pure function of (model structure, parameters, current mask, data or none): nothing
 passed in is modified, and the result is a score per prunable weight (higher = keep) or, for
 SynFlow's iterative rule, the final mask. The model is only used for its structure, through
-`torch.func.functional_call` with the given parameters.
+`torch.func.functional_call` with the given parameters (and buffers), in eval mode as in
+SynFlow's reference code: dropout off, so a score is reproducible, and BatchNorm on its running
+statistics, so a single example (SynFlow's input) works.
 """
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -14,6 +18,16 @@ from lottery import pruning
 from lottery.masks import Mask
 
 
+@contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _masked(params, mask):
     return {n: (p * mask[n].to(p.dtype) if n in mask else p) for n, p in params.items()}
 
@@ -21,7 +35,8 @@ def _masked(params, mask):
 def snip(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, x: torch.Tensor, y: torch.Tensor) -> dict:
     """SNIP (Lee et al. 2019): connection sensitivity |∂L/∂w ⊙ w| on a batch, at the masked weights."""
     w = {n: p.detach().clone().requires_grad_(n in mask) for n, p in _masked(params, mask).items()}
-    loss = nn.functional.cross_entropy(functional_call(model, w, (x,)), y)
+    with _eval_mode(model):
+        loss = nn.functional.cross_entropy(functional_call(model, w, (x,)), y)
     grads = torch.autograd.grad(loss, [w[n] for n in mask])
     return {n: (g * w[n]).abs().detach() for n, g in zip(mask, grads)}
 
@@ -34,9 +49,10 @@ def grasp(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, x: torc
     w = {n: p.detach().clone().requires_grad_(n in mask) for n, p in _masked(params, mask).items()}
     ws = [w[n] for n in mask]
     # g at the (detached) weights, then Hg = ∂(gᵀ ∂L/∂w)/∂w with g held constant
-    loss = nn.functional.cross_entropy(functional_call(model, w, (x,)) / temperature, y)
-    g = [t.detach() for t in torch.autograd.grad(loss, ws)]
-    loss = nn.functional.cross_entropy(functional_call(model, w, (x,)) / temperature, y)
+    with _eval_mode(model):
+        loss = nn.functional.cross_entropy(functional_call(model, w, (x,)) / temperature, y)
+        g = [t.detach() for t in torch.autograd.grad(loss, ws)]
+        loss = nn.functional.cross_entropy(functional_call(model, w, (x,)) / temperature, y)
     grads = torch.autograd.grad(loss, ws, create_graph=True)
     hg = torch.autograd.grad(sum((a * b).sum() for a, b in zip(grads, g)), ws)
     return {n: (w[n] * h).detach() for n, h in zip(mask, hg)}
@@ -47,16 +63,17 @@ def synflow(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, input
     """SynFlow (Tanaka et al. 2020): iterative, data-free. Each round scores |w ⊙ ∂R/∂w| where
     R is the output sum of the network with |w| on an all-ones input, and prunes globally to
     the next point of an exponential schedule ending at `keep` weights. Uses no data; it avoids
-    layer collapse because a layer's last weights carry all the synaptic flow. Parameters that
-    are not pruned (biases) are zeroed in the linearised network so that all of the flow runs
-    through the prunable weights: with biases, flow that bypasses earlier layers lets a later
-    layer take the whole budget at extreme sparsity (tests/test_branches.py)."""
+    layer collapse because a layer's last weights carry all the synaptic flow. The additive
+    terms (biases, BatchNorm shifts and running means) are zeroed in the linearised network so
+    that all of the flow runs through the weights: with biases, flow that bypasses earlier layers
+    lets a later layer take the whole budget at extreme sparsity (tests/test_branches.py).
+    Multiplicative terms that are not pruned (BatchNorm scales and variances, weights left out
+    of the mask) keep their absolute values, so flow still passes through them."""
     total = sum(int(m.sum()) for m in mask.values())
     current = {n: m.clone() for n, m in mask.items()}
-    abs_params = {n: (p.detach().double().abs() if n in mask else torch.zeros_like(p, dtype=torch.float64))
-                  for n, p in params.items()}
+    abs_params = {n: _linearised(n, p) for n, p in params.items()}
     x = torch.ones(1, *input_shape, dtype=torch.float64)
-    model64 = _double(model)
+    model64 = _double(model).eval()
     for k in range(1, rounds + 1):
         w = {n: (p * current[n] if n in current else p).requires_grad_(n in current) for n, p in abs_params.items()}
         out = functional_call(model64, w, (x,)).sum()
@@ -65,6 +82,15 @@ def synflow(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, input
         target = int(round(total * (keep / total) ** (k / rounds)))
         current = pruning.keep_top_global(scores, current, target)
     return current
+
+
+def _linearised(name: str, t: torch.Tensor) -> torch.Tensor:
+    """|t| for a multiplicative entry, 0 for an additive one; integer buffers as they are."""
+    if not t.is_floating_point():
+        return t
+    if name.rsplit(".", 1)[-1] in ("bias", "running_mean"):
+        return torch.zeros_like(t, dtype=torch.float64)
+    return t.detach().double().abs()
 
 
 def _double(model: nn.Module) -> nn.Module:
