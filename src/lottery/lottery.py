@@ -24,7 +24,7 @@ from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
 from lottery.store import RunStore, Unit, default_root
-from lottery.stacked import mlp_layers, vectorise_problem
+from lottery.stacked import auto_engine, mlp_layers
 from lottery.train import Replicate, train
 
 log = logging.getLogger("lottery")
@@ -106,12 +106,14 @@ class Experiment:
         if options.engine == "mlp" and mlp_layers(self.template) is None:
             raise ConfigError("engine 'mlp' runs Sequential stacks of Linear and ReLU layers only; this model "
                               "is not one: use auto, vmap or loop")
-        if options.engine in ("auto", "vmap"):
-            problem = vectorise_problem(self.template, self.data.train_x[:2], self.data.train_y[:2])
+        if options.engine in ("auto", "vmap"):  # probed once here; every group then gets the engine by name
+            engine, problem = auto_engine(self.template, (self.data.train_x[:2], self.data.train_y[:2]))
             if problem:
                 log.warning(f"{type(self.template).__name__} cannot be vectorised ({problem}); "
                             "training its units one at a time")
                 self.engine, self.vectorise = "loop", False
+            elif options.engine == "auto":
+                self.engine = engine
         steps_per_epoch = len(self.data.train_x) / cfg.train.batch_size
         self.total_steps = to_steps(cfg.train.length, steps_per_epoch)
         self.rewind_step = to_steps(cfg.rewind_step, steps_per_epoch)

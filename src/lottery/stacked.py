@@ -312,17 +312,20 @@ def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 ENGINES = ("auto", "mlp", "vmap", "loop")
 
 
+def auto_engine(template: nn.Module, example=None) -> tuple[str, str | None]:
+    """The fastest engine that runs `template`: 'mlp' for ReLU MLPs, else 'vmap' if the probe on
+    `example` (a few training examples, (x, y)) passes, else 'loop' — with the probe's reason."""
+    if mlp_layers(template) is not None:
+        return "mlp", None
+    problem = vectorise_problem(template, *example) if example is not None else None
+    return ("loop" if problem else "vmap"), problem
+
+
 def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto", *, example=None,
                noise_seeds: list[int] | None = None, device="cpu"):
-    """The implementation `engine` names; 'auto': the fastest that runs `template` (probed on
-    `example`, a (x, y) pair of a few training examples)."""
+    """The implementation `engine` names; 'auto': `auto_engine`, probed on `example`."""
     if engine == "auto":
-        if mlp_layers(template) is not None:
-            engine = "mlp"
-        elif example is not None and vectorise_problem(template, *example) is not None:
-            engine = "loop"
-        else:
-            engine = "vmap"
+        engine, _ = auto_engine(template, example)
     if engine == "mlp":
         return MLPStack(template, S, R)
     if engine == "vmap":
