@@ -121,38 +121,30 @@ def _early_bird(ctx, level, seed):
     from lottery.early_bird import search
 
     step, mask, seconds = search(ctx, seed)[level]
-    params = sum(p.numel() for p in ctx.template.parameters())
-    return Start(mask, ctx.dense_weights(seed, "rewind"), find_flops=float(6 * params * ctx.cfg.train.batch_size * step),
+    return Start(mask, ctx.dense_weights(seed, "rewind"),
+                 find_flops=float(6 * _param_count(ctx) * ctx.cfg.train.batch_size * step),
                  find_seconds=seconds, extra={"early_bird_step": step})
 
 
-def _batch_flops(ctx, seed, passes):
-    x, _ = ctx.score_batch(seed)
-    params = sum(p.numel() for p in ctx.template.parameters())
-    return float(passes * 2 * params * len(x))
+def _param_count(ctx) -> int:
+    return sum(p.numel() for p in ctx.template.parameters())
 
 
-def _snip(ctx, level, seed):
-    init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
-    x, y = ctx.score_batch(seed)
-    s = scores.snip(ctx.template, init, dense, x, y)
-    mask = pruning.keep_top_global(s, dense, _total(ctx.imp_mask(level, seed)))
-    return Start(mask, init, find_flops=_batch_flops(ctx, seed, 3))
-
-
-def _grasp(ctx, level, seed):
-    init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
-    x, y = ctx.score_batch(seed)
-    s = scores.grasp(ctx.template, init, dense, x, y)
-    mask = pruning.keep_top_global(s, dense, _total(ctx.imp_mask(level, seed)))
-    return Start(mask, init, find_flops=_batch_flops(ctx, seed, 9))
+def _scored_on_a_batch(score, passes):
+    # `score` (SNIP, GraSP) on the seed's score batch at initialisation, one global threshold;
+    # `passes`: forward/backward-sized passes over the batch that the score costs
+    def prepare(ctx, level, seed):
+        init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
+        x, y = ctx.score_batch(seed)
+        mask = pruning.keep_top_global(score(ctx.template, init, dense, x, y), dense, _total(ctx.imp_mask(level, seed)))
+        return Start(mask, init, find_flops=float(passes * 2 * _param_count(ctx) * len(x)))
+    return prepare
 
 
 def _synflow(ctx, level, seed, rounds=100):
     init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
     mask = scores.synflow(ctx.template, init, dense, ctx.input_shape(), _total(ctx.imp_mask(level, seed)), rounds)
-    params = sum(p.numel() for p in ctx.template.parameters())
-    return Start(mask, init, find_flops=float(rounds * 6 * params))
+    return Start(mask, init, find_flops=float(rounds * 6 * _param_count(ctx)))
 
 
 BRANCHES: dict[str, Branch] = {b.name: b for b in (
@@ -177,9 +169,9 @@ BRANCHES: dict[str, Branch] = {b.name: b for b in (
     Branch("magnitude_init", "prune at initialisation by |w| to the level's per-layer counts",
            "Frankle et al. 2021, 'missing the mark'", "free", _magnitude_init),
     Branch("snip", "prune at initialisation by |g ⊙ w| on one batch, one global threshold",
-           "Lee et al. 2019, SNIP", "free", _snip),
+           "Lee et al. 2019, SNIP", "free", _scored_on_a_batch(scores.snip, 3)),
     Branch("grasp", "prune at initialisation by gradient-flow preservation (Hessian-gradient product), global",
-           "Wang et al. 2020, GraSP", "free", _grasp),
+           "Wang et al. 2020, GraSP", "free", _scored_on_a_batch(scores.grasp, 9)),
     Branch("synflow", "data-free iterative pruning at initialisation, 100 rounds, exponential schedule, global",
            "Tanaka et al. 2020, SynFlow", "free", _synflow),
 )}
