@@ -39,13 +39,19 @@ def test_pruned_weights_stay_exactly_zero(data, opt):
         assert not torch.equal(res.final[n][m], rep.init[n][m]), f"{n}: kept weights should train"
 
 
+def each_alone(model, pairs, together, data, cfg):
+    """(replicate, its result trained in the group, its result trained alone), for each replicate."""
+    for (_, rep), joint in zip(pairs, together):
+        (alone,) = train(model, [rep], data, cfg)
+        yield rep, joint, alone
+
+
 def test_vectorised_group_equals_separate_runs(data):
     cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=40, length="2ep", eval_every="0.5ep")
     pairs = [replicate(data, s, data_seed) for s, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
-    for (_, rep), joint in zip(pairs, together):
-        (alone,) = train(model, [rep], data, cfg)
+    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
         for n in rep.init:
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
             assert torch.all(joint.final[n][~rep.mask[n]] == 0.0) if n in rep.mask else True
@@ -89,12 +95,12 @@ def test_schedules():
     assert learning_rate(cos, 1000, 1000, spe) == pytest.approx(0.0, abs=1e-12)
 
 
-def noisy_replicate(data, seed, data_seed, noise_seed):
-    """A model only the fallback engine runs: BatchNorm statistics and dropout."""
+def batchnorm_replicate(data, seed, data_seed, noise_seed=None, dropout=True):
+    """A model with BatchNorm statistics and, by default, dropout (which only the fallback runs)."""
     torch.manual_seed(seed)
     # no bias before BatchNorm: its gradient is float noise around 0, which Adam would amplify
     model = nn.Sequential(nn.Flatten(), nn.Linear(data.input_shape[-1], 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
-                          nn.Dropout(0.3), nn.Linear(16, data.num_classes))
+                          *([nn.Dropout(0.3)] if dropout else []), nn.Linear(16, data.num_classes))
     state = {n: t.detach().clone() for n, t in model.state_dict().items()}
     mask = {n: torch.rand(state[n].shape, generator=torch.Generator().manual_seed(seed)) < 0.6
             for n in masks_lib.prunable_names(model)}
@@ -103,17 +109,16 @@ def noisy_replicate(data, seed, data_seed, noise_seed):
 
 def test_fallback_replicates_train_the_same_alone_as_together(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
-    pairs = [noisy_replicate(data, s, data_seed, noise) for s, data_seed, noise in ((0, 10, 5), (1, 10, 6), (2, 11, 7))]
+    pairs = [batchnorm_replicate(data, s, data_seed, noise) for s, data_seed, noise in ((0, 10, 5), (1, 10, 6), (2, 11, 7))]
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
-    for (_, rep), joint in zip(pairs, together):
-        (alone,) = train(model, [rep], data, cfg)
+    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
         for n in rep.init:
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-5, atol=1e-6)
         for n, m in rep.mask.items():
             assert torch.all(joint.final[n][~m] == 0.0)
         assert joint.final["2.num_batches_tracked"].item() == joint.steps
-    _, other_noise = noisy_replicate(data, 0, 10, 99)
+    _, other_noise = batchnorm_replicate(data, 0, 10, 99)
     (changed,) = train(model, [other_noise], data, cfg)
     assert not torch.allclose(changed.final["1.weight"], together[0].final["1.weight"]), "dropout is seeded per replicate"
 
@@ -131,7 +136,7 @@ class MemoryCheckpoint:
 
 def test_fallback_resume_equals_uninterrupted(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
-    model, rep = noisy_replicate(data, 0, 10, 5)
+    model, rep = batchnorm_replicate(data, 0, 10, 5)
     (whole,) = train(model, [rep], data, cfg)
 
     class Crash(Exception):
@@ -165,21 +170,13 @@ def test_masks_beyond_the_weights_hold_too(data):
 
 def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
-    pairs = []
-    for seed, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11)):
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Flatten(), nn.Linear(data.input_shape[-1], 16, bias=False), nn.BatchNorm1d(16),
-                              nn.ReLU(), nn.Linear(16, data.num_classes))
-        state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-        mask = {n: torch.rand(state[n].shape, generator=torch.Generator().manual_seed(seed)) < 0.6
-                for n in masks_lib.prunable_names(model)}
-        pairs.append((model, Replicate(masks_lib.apply(state, mask), mask, data_seed)))
+    pairs = [batchnorm_replicate(data, seed, data_seed, dropout=False)
+             for seed, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
     trainer = GroupTrainer(model, [r for _, r in pairs], data, cfg)
     assert isinstance(trainer.stack, VmapStack) and (trainer.S, trainer.R) == (2, 2)
     together = trainer.run()
-    for (_, rep), joint in zip(pairs, together):
-        (alone,) = train(model, [rep], data, cfg)
+    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
         for n in rep.init:
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
         assert joint.final["2.num_batches_tracked"].item() == joint.steps
