@@ -208,13 +208,21 @@ class MLPStack:
         self._plan_for, self._plan = tensors, plan
         return plan
 
-    def _forward(self, views: list[dict], x: torch.Tensor, keep: bool):
-        """x [S, N, F] (one batch per seed) → logits [S*R, N, C] and the hidden activations."""
+    def _out(self, key, shape, like: torch.Tensor, train: bool) -> torch.Tensor:
+        """Where a product writes: a reused buffer in training, fresh memory in evaluation (whose
+        logits the caller keeps)."""
+        return self._buffer(key, shape, like) if train else torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def _forward(self, views: list[dict], x: torch.Tensor, train: bool):
+        """x [S, N, F] (one batch per seed) → logits [S*R, C, N] and the hidden activations.
+
+        The last layer computes W·hᵀ, classes × examples: with 10 classes that product ran 1.4-3x
+        faster than h·Wᵀ, and log-softmax over a leading class dimension 2x faster (measured)."""
         S, R = self.S, self.R
         N = x.shape[1]
         first = views[0]
         wide_out = first["w"].shape[2]
-        h = self._buffer(("h0", keep), (S, N, wide_out), x)
+        h = self._out(("h0",), (S, N, wide_out), x, train)
         if self._per_seed_gemm():
             for s in range(S):
                 if first["b"] is not None:
@@ -227,13 +235,31 @@ class MLPStack:
             torch.bmm(x, first["w"], out=h)
         # [S, N, R*out] → [S*R, N, out]: the per-replicate layout of the later layers
         out = wide_out // R
-        h = h.view(S, N, R, out).transpose(1, 2).reshape(S * R, N, out)
+        if R > 1:
+            apart = self._out(("h0r",), (S * R, N, out), x, train)
+            apart.view(S, R, N, out).copy_(h.view(S, N, R, out).transpose(1, 2))
+            h = apart
+        else:
+            h = h.view(S, N, out)
         acts = []
-        for v in views[1:]:
+        for i, v in enumerate(views[1:], 1):
             h.relu_()
-            if keep:
-                acts.append(h)
-            h = torch.baddbmm(v["b"], h, v["wt"]) if v["b"] is not None else torch.bmm(h, v["wt"])
+            acts.append(h)
+            rows = v["w"].shape[1]
+            if i == len(views) - 1:
+                o = self._out(("out", i), (S * R, rows, N), x, train)
+                bias = v["b"].view(S * R, rows, 1) if v["b"] is not None else None
+                lhs, rhs = v["w"], h.transpose(1, 2)
+            else:
+                o = self._out(("out", i), (S * R, N, rows), x, train)
+                bias, lhs, rhs = v["b"], h, v["wt"]
+            if bias is not None:
+                torch.baddbmm(bias, lhs, rhs, out=o)
+            else:
+                torch.bmm(lhs, rhs, out=o)
+            h = o
+        if len(views) == 1:  # a single layer: its output is the logits, as a classes-first view
+            h = h.transpose(1, 2)
         return h, acts
 
     def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
@@ -243,24 +269,34 @@ class MLPStack:
         B = x.shape[1]
         plan = self._training_plan(params, masks or {})
         with torch.no_grad():
-            logits, acts = self._forward(plan, x, keep=True)
-            logp = log_softmax_classes(logits)  # [S*R, B, C]
-            target = y.view(S, 1, B, 1).expand(S, R, B, 1).reshape(S * R, B, 1)
-            per = logp.gather(-1, target).view(S, R, B).sum(-1).mul_(-1.0 / B)
-            dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B
-            dz.scatter_add_(-1, target, self._buffer(("minus_one",), target.shape, dz, fill=-1.0))
+            logits, acts = self._forward(plan, x, train=True)  # [S*R, C, B]
+            logp = torch.log_softmax(logits, 1)
+            target = y.view(S, 1, 1, B).expand(S, R, 1, B).reshape(S * R, 1, B)
+            per = logp.gather(1, target).view(S, R, B).sum(-1).mul_(-1.0 / B)
+            dz = logp.exp_()  # d(mean CE)/dlogits = (softmax − onehot) / B, classes × examples
+            dz.scatter_add_(1, target, self._buffer(("minus_one",), target.shape, dz, fill=-1.0))
             dz.mul_(1.0 / B)
             for i in range(len(plan) - 1, 0, -1):
                 v, a = plan[i], acts[i - 1]
-                torch.bmm(dz.transpose(1, 2), a, out=v["gw"])
+                last = i == len(plan) - 1
+                torch.bmm(dz if last else dz.transpose(1, 2), a, out=v["gw"])
                 if v["mask"] is not None:
                     v["gw"].mul_(v["mask"])
                 if v["gb"] is not None:
-                    torch.sum(dz, 1, out=v["gb"])
-                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, v["w"]), a, 0)  # ReLU backward, fused
+                    torch.sum(dz, 2 if last else 1, out=v["gb"])
+                back = self._buffer(("back", i), a.shape, a)
+                torch.bmm(dz.transpose(1, 2) if last else dz, v["w"], out=back)
+                dz = torch.ops.aten.threshold_backward.grad_input(back, a, 0, grad_input=back)  # ReLU backward, fused
             first = plan[0]
             out = first["w"].shape[2] // R
-            dz = dz.view(S, R, B, out).transpose(1, 2).reshape(S, B, R * out)
+            if len(plan) == 1:
+                dz = dz.transpose(1, 2)  # back to examples × classes, the first layer's layout
+            if R > 1:
+                together = self._buffer(("back", 0), (S, B, R * out), dz)
+                together.view(S, B, R, out).copy_(dz.view(S, R, B, out).transpose(1, 2))
+                dz = together
+            else:
+                dz = dz.view(S, B, out)
             if self._per_seed_gemm():
                 for s in range(S):
                     torch.mm(dz[s].t(), x[s], out=first["gw"][s])
@@ -281,11 +317,11 @@ class MLPStack:
         return per
 
     def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """x [N, ...] shared by every replicate → logits [S, R, N, C]."""
+        """x [N, ...] shared by every replicate → logits [S, R, N, C] (a view of classes-first memory)."""
         x = x.reshape(1, x.shape[0], -1).expand(self.S, -1, -1)
         with torch.no_grad():
-            logits, _ = self._forward(self._views(params), x, keep=False)
-        return logits.view(self.S, self.R, x.shape[1], -1)
+            logits, _ = self._forward(self._views(params), x, train=False)
+        return logits.view(self.S, self.R, -1, x.shape[1]).transpose(-1, -2)
 
 
 def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str | None:
