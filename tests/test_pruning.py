@@ -51,6 +51,22 @@ def test_pure_and_deterministic_with_ties():
     assert all(torch.equal(new[n], again[n]) for n in new)
 
 
+
+def test_selection_removes_exactly_what_a_stable_sort_would():
+    """The O(n) selection path: same mask as sorting the kept scores (ties by flat index)."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        scores = torch.randint(0, 6, (7, 9), generator=g).float()  # few values: many ties
+        mask = torch.rand(7, 9, generator=g) < 0.7
+        alive = mask.flatten().nonzero().squeeze(1)
+        for k in (1, len(alive) // 3, len(alive) - 1, len(alive)):
+            want = mask.clone()
+            want.view(-1)[alive[torch.sort(scores.flatten()[alive], stable=True).indices[:k]]] = False
+            got = pruning.prune_layerwise({"w": scores}, {"w": mask}, {"w": k / len(alive)})["w"]
+            assert int(got.sum()) == len(alive) - k
+            assert torch.equal(got, want), (trial, k)
+
+
 def test_random_like_keeps_per_layer_counts_and_depends_on_seed():
     _, m = weights_and_mask(2)
     r1 = pruning.random_like(m, torch.Generator().manual_seed(5))

