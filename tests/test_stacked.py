@@ -13,23 +13,33 @@ def stacked(model_fn, S, R, seed=0):
     return models[0], params
 
 
-@pytest.mark.parametrize("bias, depth", [(True, 3), (False, 3), (True, 2), (True, 1)])
-def test_hand_written_mlp_gradients_equal_autograd(bias, depth):
+@pytest.mark.parametrize("bias, depth, S, R", [(True, 3, 2, 3), (False, 3, 2, 3), (True, 2, 2, 3), (True, 1, 2, 3),
+                                             (True, 3, 6, 1), (False, 3, 5, 2), (True, 1, 5, 2)])
+def test_hand_written_mlp_gradients_equal_autograd(bias, depth, S, R):
+    """Both layouts of the first layer (one GEMM per seed for few seeds, one bmm for many), with
+    and without masks, against vmap + autograd."""
     def make():
         layers = {3: [nn.Linear(12, 16, bias=bias), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5)],
                   2: [nn.Linear(12, 16, bias=bias), nn.ReLU(), nn.Linear(16, 5)],
                   1: [nn.Linear(12, 5, bias=bias)]}[depth]
         return nn.Sequential(nn.Flatten(), *layers)
-    S, R, B = 2, 3, 7
+    B = 7
     template, params = stacked(make, S, R)
     x, y = torch.randn(S, B, 12), torch.randint(0, 5, (S, B))
     fast, ref = MLPStack(template, S, R), VmapStack(template, S, R)
+    masks = {n: (torch.rand(p.shape) < 0.6).float() for n, p in params.items() if n.endswith("weight")}
     loss_fast = fast.loss_and_grads(params, x, y)
     grads_fast = {n: p.grad.clone() for n, p in params.items()}
+    fast.loss_and_grads(params, x, y, masks=masks)
+    grads_masked = {n: p.grad.clone() for n, p in params.items()}
     loss_ref = ref.loss_and_grads(params, x, y)
     torch.testing.assert_close(loss_fast, loss_ref)
     for n, p in params.items():
         torch.testing.assert_close(grads_fast[n], p.grad, rtol=1e-5, atol=1e-6)
+        want = p.grad * masks[n] if n in masks else p.grad
+        torch.testing.assert_close(grads_masked[n], want, rtol=1e-5, atol=1e-6)
+        if n in masks:
+            assert torch.all(grads_masked[n][masks[n] == 0] == 0.0)
     xs = torch.randn(11, 12)
     torch.testing.assert_close(fast.logits(params, xs), ref.logits(params, xs), rtol=1e-5, atol=1e-6)
 
