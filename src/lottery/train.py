@@ -27,7 +27,8 @@ from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
 from lottery.optim import Optimizer
 from lottery.seeds import derive
-from lottery.stacked import log_softmax_classes, make_stack
+from lottery.graphs import GraphedStep
+from lottery.stacked import MLPStack, log_softmax_classes, make_stack
 
 # Examples per evaluation chunk. On CPU, 1,000 keeps the activations of 9 LeNets in cache:
 # evaluation ran at 162 GFLOP/s against 133 with 10,000 (measured). GPUs want large chunks.
@@ -116,8 +117,10 @@ class GroupTrainer:
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
                  progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None,
-                 start_step: int = 0, device="cpu"):
+                 start_step: int = 0, device="cpu", graphs: bool = True):
         self.device = torch.device(device)
+        self.graphs = graphs  # on CUDA, replay the MLP engine's step as a CUDA graph (lottery.graphs)
+        self.graphed = None  # the GraphedStep of the last run(), if it used one
         self.data, self.cfg = (data if data.train_x.device == self.device else data.to(self.device)), cfg
         self.on_eval = on_eval  # (step, params) → True to stop training there (early-bird search)
         self.checkpoint, self.checkpoint_every, self.progress = checkpoint, checkpoint_every, progress
@@ -220,6 +223,20 @@ class GroupTrainer:
         in_stack = {n: self.masks[n] for n in masked if n in self.stack.masks_gradients_of}
         grads_masked = [self.params[n] for n in masked if n not in in_stack]
         mask_list = [self.masks[n] for n in masked if n not in in_stack]
+        kw = {"masks": in_stack} if in_stack else {}
+
+        def train_step(idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
+            flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
+            x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
+            y = d.train_y.index_select(0, flat).view(idx.shape)
+            per = self.stack.loss_and_grads(self.params, x, y, self.step, **kw)  # [S, R]; sets (not adds to) .grad
+            if grads_masked:
+                torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
+            self.optimizer.step(lr)
+            self.train_loss_sum.add_(per.detach())  # float32 into a float64 sum
+
+        if self.graphs and self.device.type == "cuda" and isinstance(self.stack, MLPStack) and self.optimizer.fallback is None:
+            train_step = self.graphed = GraphedStep(train_step, self.data_order.indices(self.step))
         started = time.perf_counter()
         if not resumed:
             self._maybe_snapshot()
@@ -231,16 +248,7 @@ class GroupTrainer:
                     break
             if self.step >= self.total:
                 break
-            idx = self.data_order.indices(self.step)  # [S, B]
-            flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
-            x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
-            y = d.train_y.index_select(0, flat).view(idx.shape)
-            kw = {"masks": in_stack} if in_stack else {}
-            per = self.stack.loss_and_grads(self.params, x, y, self.step, **kw)  # [S, R]; sets (not adds to) .grad
-            if grads_masked:
-                torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
-            self.optimizer.step(self.lrs[self.step])
-            self.train_loss_sum.add_(per.detach())  # float32 into a float64 sum
+            train_step(self.data_order.indices(self.step), self.lrs[self.step])
             self.step += 1
             self._maybe_snapshot()
             if self.progress:

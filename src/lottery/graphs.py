@@ -1,0 +1,47 @@
+"""The training step replayed as a CUDA graph: one launch a step instead of a few dozen.
+
+On a GPU the MLP engine's step is a few dozen small kernels, and launching them one by one
+from Python costs more than running them: LeNet-300-100 on an H100, 885 µs a step eager vs
+168 µs replayed for one replicate, 1,218 vs 302 µs for nine (measured, torch 2.11). A graph
+records the step once and replays it. What it touches must keep its memory: the stack's work
+buffers and gradients, the parameters and the optimiser state are all updated in place; the
+batch's indices and the learning rate go in through two device tensors written before each
+replay. The replayed kernels are the eager ones on the same data: results equal the eager
+loop's bit for bit (tested on a GPU) where the rate is exact in float32, the type the tensor
+holds; otherwise they differ by that rounding of the rate (about 1e-8 of it).
+"""
+
+import torch
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch's CUDA-graph notes ask
+
+
+class GraphedStep:
+    """`step(indices, lr)` run eagerly for the first few calls, then captured and replayed."""
+
+    def __init__(self, step, indices_like: torch.Tensor):
+        self._step = step  # (indices, lr) → None, with every tensor it writes updated in place
+        self.indices = torch.zeros_like(indices_like)
+        self.lr = torch.zeros((), device=indices_like.device)
+        self.graph = None
+        self.calls = 0
+        self._side = torch.cuda.Stream(device=indices_like.device)
+
+    def __call__(self, indices: torch.Tensor, lr: float) -> None:
+        self.indices.copy_(indices)
+        self.lr.fill_(lr)
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        self.calls += 1
+        if self.calls <= WARMUP_STEPS:  # real training steps, on a side stream (lazy library set-up)
+            self._side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self._side):
+                self._step(self.indices, self.lr)
+            torch.cuda.current_stream().wait_stream(self._side)
+            return
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # records, runs nothing
+            self._step(self.indices, self.lr)
+        self.graph = graph
+        graph.replay()
