@@ -9,7 +9,7 @@ import torch
 from lottery import masks as masks_lib
 from lottery.config import TrainConfig
 from lottery.train import DataOrder, GroupTrainer, train
-from test_train import MemoryCheckpoint, batchnorm_replicate, replicate
+from test_train import batchnorm_replicate, crash_and_resume, replicate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -73,19 +73,8 @@ def test_dropout_units_on_cuda_train_the_same_alone_as_together_and_resume_exact
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-5, atol=1e-6)
         for n, m in rep.mask.items():
             assert torch.all(joint.final[n][~m] == 0.0)
-
-    class Crash(Exception):
-        pass
-
-    def crash_at_7(step, total):
-        if step == 7:
-            raise Crash
     rep = pairs[0][1]
-    checkpoint = MemoryCheckpoint()
-    with pytest.raises(Crash):
-        train(model, [rep], data, CFG, checkpoint=checkpoint, checkpoint_every=5, progress=crash_at_7, device="cuda")
-    (resumed,) = train(model, [rep], data, CFG, checkpoint=checkpoint, checkpoint_every=5, device="cuda")
-    assert resumed.extra["resumed_from_step"] == 5
+    resumed = crash_and_resume(model, rep, data, CFG, crash_at=7, every=5, device="cuda")
     for n in rep.init:
         torch.testing.assert_close(resumed.final[n], together[0].final[n], rtol=1e-5, atol=1e-6)
 
@@ -139,19 +128,8 @@ def test_the_replayed_cuda_graph_trains_exactly_like_the_eager_loop(data, opt):
 
 def test_a_graphed_run_resumes_exactly(data):
     model, rep = replicate(data, 0, 10)
-
-    class Crash(Exception):
-        pass
-
-    def crash_at_11(step, total):
-        if step == 11:
-            raise Crash
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="5ep", eval_every="1ep")
     (whole,) = train(model, [rep], data, cfg, device="cuda")
-    checkpoint = MemoryCheckpoint()
-    with pytest.raises(Crash):
-        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=10, progress=crash_at_11, device="cuda")
-    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=10, device="cuda")
-    assert resumed.extra["resumed_from_step"] == 10
+    resumed = crash_and_resume(model, rep, data, cfg, crash_at=11, every=10, device="cuda")  # capture, crash, capture again
     for n in rep.init:
         assert torch.equal(resumed.final[n], whole.final[n]), n

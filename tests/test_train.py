@@ -134,22 +134,27 @@ class MemoryCheckpoint:
         return self.saved
 
 
+def crash_and_resume(model, rep, data, cfg, crash_at: int, every: int, **kw):
+    """Train `rep` until a crash at step `crash_at`, then again: it resumes from the last checkpoint."""
+    class Crash(Exception):
+        pass
+
+    def crash(step, total):
+        if step == crash_at:
+            raise Crash
+    checkpoint = MemoryCheckpoint()
+    with pytest.raises(Crash):
+        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=every, progress=crash, **kw)
+    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=every, **kw)
+    assert resumed.extra["resumed_from_step"] == crash_at // every * every
+    return resumed
+
+
 def test_fallback_resume_equals_uninterrupted(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
     model, rep = batchnorm_replicate(data, 0, 10, 5)
     (whole,) = train(model, [rep], data, cfg)
-
-    class Crash(Exception):
-        pass
-
-    def crash_after(step, total):
-        if step == 7:
-            raise Crash
-    checkpoint = MemoryCheckpoint()
-    with pytest.raises(Crash):
-        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5, progress=crash_after)
-    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5)
-    assert resumed.extra["resumed_from_step"] == 5
+    resumed = crash_and_resume(model, rep, data, cfg, crash_at=7, every=5)
     for n in rep.init:
         assert torch.equal(resumed.final[n], whole.final[n]), n  # buffers and dropout draws included
     assert resumed.test_acc_early_stop == whole.test_acc_early_stop
