@@ -4,6 +4,7 @@ Every benchmark measures its contenders side by side in the same process and rep
 """
 
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,23 @@ def naive_train(data, model_name, steps, mask_density=1.0, seed=0, batch_size=60
 def lenet_flops_per_epoch(n_train=55_000) -> float:
     params = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
     return 6 * params * n_train
+
+
+def alternate(rounds: int, first, second) -> tuple[float, float, list[float]]:
+    """Time two contenders in turn, `rounds` times: the best of each and each round's ratio
+    first / second. A round's two timings sit next to each other in time, so their ratio cancels
+    the machine's slow drift; the spread of those ratios says how far one run can be trusted."""
+    a, b, ratios = [], [], []
+    for _ in range(rounds):
+        a.append(first())
+        b.append(second())
+        ratios.append(a[-1] / b[-1])
+    return min(a), min(b), ratios
+
+
+def spread(ratios: list[float]) -> str:
+    r = sorted(ratios)
+    return f"per-round ratios: median {statistics.median(r):.2f}, range {r[0]:.2f}-{r[-1]:.2f} ({len(r)} rounds)"
 
 
 def result(**kv) -> None:

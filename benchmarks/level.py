@@ -10,7 +10,9 @@ import tempfile
 import time
 from dataclasses import replace
 
-from common import mnist, naive_train, result, tiny_eval
+import statistics
+
+from common import alternate, mnist, naive_train, result, spread, tiny_eval
 
 from lottery.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from lottery.lottery import Experiment, RunOptions
@@ -37,10 +39,7 @@ def naive_level() -> float:
     return sum(naive_train(data, "lenet_300_100", STEPS, mask_density=0.8, seed=s) for s in range(3))
 
 
-naive, engine = float("inf"), float("inf")
-for _ in range(ROUNDS):
-    naive = min(naive, naive_level())
-    engine = min(engine, engine_level())
+naive, engine, ratios = alternate(ROUNDS, naive_level, engine_level)
 print(f"one IMP level (ticket + 2 controls, {STEPS} steps each): naive {naive:.2f} s, engine {engine:.2f} s "
-      f"(best of {ROUNDS})")
-result(speedup=naive / engine)
+      f"(best of {ROUNDS}); {spread(ratios)}")
+result(speedup=naive / engine, speedup_median=statistics.median(ratios))
