@@ -28,6 +28,10 @@ class GraphedStep:
         self._side = torch.cuda.Stream(device=indices_like.device)
 
     def __call__(self, indices: torch.Tensor, lr: float) -> None:
+        with torch.cuda.device(self.indices.device):  # streams and replays belong to the training device
+            self._run(indices, lr)
+
+    def _run(self, indices: torch.Tensor, lr: float) -> None:
         self.indices.copy_(indices)
         self.lr.fill_(lr)
         if self.graph is not None:
