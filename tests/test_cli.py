@@ -61,6 +61,16 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out
 
 
+def test_cuda_graphs_can_be_turned_off(tmp_path, monkeypatch):
+    import lottery.cli
+
+    seen = []
+    monkeypatch.setattr(lottery.cli, "_run_one", lambda cfg, options, quiet: seen.append(options) or tmp_path)
+    for flags in ([], ["--no-cuda-graphs"]):
+        assert main(["run", "synthetic-tiny", "--store", str(tmp_path), "--quiet", *flags]) == 0
+    assert [o.cuda_graphs for o in seen] == [True, False]
+
+
 def test_a_list_of_rewinding_points_runs_one_experiment_each(tmp_path, capsys):
     store = tmp_path / "store"
     assert main(["run", "synthetic-tiny", "--store", str(store), "--quiet", "--levels", "1",

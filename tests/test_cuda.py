@@ -89,7 +89,7 @@ def test_an_experiment_runs_on_cuda_and_records_it(tmp_path):
     gpu = RunStore(Experiment(cfg, RunOptions(store=str(tmp_path / "gpu"), device="cuda")).run())
     cpu = RunStore(Experiment(cfg, RunOptions(store=str(tmp_path / "cpu"))).run())
     finished = gpu.invocations()[-1]
-    assert finished["event"] == "finished" and finished["device"].startswith("cuda")
+    assert finished["event"] == "finished" and finished["device"].startswith("cuda") and finished["cuda_graphs"]
     by_unit = lambda store: {(s["level"], s["branch"], s["seed"]): s for s in store.summaries()}  # noqa: E731
     on_gpu, on_cpu = by_unit(gpu), by_unit(cpu)
     assert on_gpu.keys() == on_cpu.keys() and len(on_gpu) == 1 * 2 + 2 * 3 * 2

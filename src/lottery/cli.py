@@ -93,7 +93,8 @@ def cmd_run(args) -> int:
         raise UserError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
-                         vectorise=not args.no_vectorise, engine=args.engine, device=args.device)
+                         vectorise=not args.no_vectorise, engine=args.engine, device=args.device,
+                         cuda_graphs=not args.no_cuda_graphs)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [with_changes(cfg, rewind_step=k) for k in rewinds] or [cfg]
     run_dirs = [_run_one(c, options, args.quiet) for c in configs]
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting, e.g. --set train.lr=0.01 (repeatable)")
     r.add_argument("--store", type=str, help="store directory (default $LOTTERY_STORE or ./runs)")
     r.add_argument("--data-dir", help="folder holding mnist/ (default $LOTTERY_DATA_DIR, then cache, then download)")
-    r.add_argument("--threads", type=int, help="torch threads (default: the machine's cores)")
+    r.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
     r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "replicate at a time (loop) for models vmap cannot run (dropout, ops vmap lacks)")
     r.add_argument("--device", default="auto",
                    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
+    r.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, launch the MLP engine's kernels one by one instead of replaying a CUDA graph "
+                        "(slower; its learning rate is not rounded to float32)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

@@ -40,6 +40,7 @@ class RunOptions:
     vectorise: bool = True  # train each level's units as one program
     engine: str = "auto"  # auto | mlp | vmap | loop: how a stack runs (see lottery.stacked)
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    cuda_graphs: bool = True  # on CUDA, replay the MLP engine's step as a graph (lottery.graphs)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -182,6 +183,7 @@ class Experiment:
         started = time.time()
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
                   "units": len(all_units), "vectorise": self.vectorise, "engine": self.engine,
+                  "cuda_graphs": self.options.cuda_graphs and self.device.type == "cuda" and self.engine == "mlp",
                   **environment(self.device)}
         self.store.log_invocation({"event": "started", "time": started, **record})
         outcome = "interrupted"
@@ -218,7 +220,7 @@ class Experiment:
         results = train(self.template, [r for r, _ in prepared], self.train_data, self.cfg.train,
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
                         checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
-                        engine=self.engine, lr_mode=lr_mode, device=self.device,
+                        engine=self.engine, lr_mode=lr_mode, device=self.device, graphs=self.options.cuda_graphs,
                         start_step=0 if level == 0 else self.rewind_step)  # pruned levels continue from step k
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
