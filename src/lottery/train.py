@@ -25,9 +25,9 @@ from torch import nn
 
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
+from lottery.graphs import GraphedStep
 from lottery.optim import Optimizer
 from lottery.seeds import derive
-from lottery.graphs import GraphedStep
 from lottery.stacked import MLPStack, log_softmax_classes, make_stack
 
 # Examples per evaluation chunk. On CPU, 1,000 keeps the activations of 9 LeNets in cache:
