@@ -16,6 +16,13 @@ import torch
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch's CUDA-graph notes ask
 
 
+def applies(requested: bool, device: torch.device, engine: str) -> bool:
+    """Whether a run replays its step as a graph: asked for, on CUDA, with the MLP engine (the one
+    whose step allocates nothing and never waits on the device). The trainer and the run's
+    invocation record both ask this, so the record says what the trainer did."""
+    return requested and torch.device(device).type == "cuda" and engine == "mlp"
+
+
 class GraphedStep:
     """`step(indices, lr)` run eagerly for the first few calls, then captured and replayed."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lottery import graphs as cuda_graphs
 from lottery import masks as masks_lib
 from lottery import models, pruning
 from lottery.branches import BRANCHES, Start
@@ -183,7 +184,7 @@ class Experiment:
         started = time.time()
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
                   "units": len(all_units), "vectorise": self.vectorise, "engine": self.engine,
-                  "cuda_graphs": self.options.cuda_graphs and self.device.type == "cuda" and self.engine == "mlp",
+                  "cuda_graphs": cuda_graphs.applies(self.options.cuda_graphs, self.device, self.engine),
                   **environment(self.device)}
         self.store.log_invocation({"event": "started", "time": started, **record})
         outcome = "interrupted"

@@ -45,6 +45,7 @@ class VmapStack:
     """Any randomness-free module, vectorised with torch.func; gradients by autograd. Buffers in
     the state are stacked like the parameters, so BatchNorm keeps running statistics per replicate."""
 
+    name = "vmap"
     masks_gradients_of: frozenset = frozenset()  # none: the trainer masks every gradient after the backward
 
     def __init__(self, template: nn.Module, S: int, R: int):
@@ -79,6 +80,7 @@ class LoopStack:
     after a resume.
     """
 
+    name = "loop"
     masks_gradients_of: frozenset = frozenset()  # none: the trainer masks every gradient after the backward
 
     def __init__(self, template: nn.Module, S: int, R: int, noise_seeds: list[int] | None = None, device="cpu"):
@@ -136,6 +138,8 @@ class MLPStack:
     Gradient masks, when given, are applied to each weight gradient right after its product,
     while it is still in cache: a separate pass over all gradients afterwards took 0.32-0.43 ms
     a step at K = 9, 4-5x its K = 3 cost for 3x the data (profiled): they had left the cache."""
+
+    name = "mlp"
 
     def __init__(self, template: nn.Module, S: int, R: int):
         layers = mlp_layers(template)

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from lottery import graphs as cuda_graphs
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
-from lottery.graphs import GraphedStep
 from lottery.optim import Optimizer
 from lottery.seeds import derive
-from lottery.stacked import MLPStack, log_softmax_classes, make_stack
+from lottery.stacked import log_softmax_classes, make_stack
 
 # Examples per evaluation chunk. On CPU, 1,000 keeps the activations of 9 LeNets in cache:
 # evaluation ran at 162 GFLOP/s against 133 with 10,000 (measured). GPUs want large chunks.
@@ -235,8 +235,8 @@ class GroupTrainer:
             self.optimizer.step(lr)
             self.train_loss_sum.add_(per.detach())  # float32 into a float64 sum
 
-        if self.graphs and self.device.type == "cuda" and isinstance(self.stack, MLPStack) and self.optimizer.fallback is None:
-            train_step = self.graphed = GraphedStep(train_step, self.data_order.indices(self.step))
+        if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
+            train_step = self.graphed = cuda_graphs.GraphedStep(train_step, self.data_order.indices(self.step))
         started = time.perf_counter()
         if not resumed:
             self._maybe_snapshot()
