@@ -16,12 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lottery import masks as masks_lib  # noqa: E402
 from lottery import pruning  # noqa: E402
+from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
 from lottery.models import build  # noqa: E402
 from lottery.train import Replicate, train  # noqa: E402
 
-THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", os.cpu_count() or 1))
+THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", usable_cores()))  # as `lottery run` does
 torch.set_num_threads(THREADS)
 
 

@@ -31,12 +31,16 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set), not the host's count."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return usable or 1
+
+
 def _set_threads(threads: int | None) -> None:
     import torch
 
-    # the cores this process may run on (a container's CPU set), not the host's count
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = threads if threads is not None else (usable or 1)
+    n = threads if threads is not None else usable_cores()
     if n < 1:
         raise UserError(f"--threads {n} must be at least 1")
     torch.set_num_threads(n)
