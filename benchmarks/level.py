@@ -6,11 +6,10 @@ rewinding, through the real driver. Naive: three trainings one after another wit
 naive.py. Both train 600 steps each, masks at the level-1 density (80%).
 """
 
+import statistics
 import tempfile
 import time
 from dataclasses import replace
-
-import statistics
 
 from common import alternate, mnist, naive_train, result, spread, tiny_eval
 

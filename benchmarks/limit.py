@@ -18,6 +18,13 @@ data = mnist()
 steps_per_epoch = 55_000 / 60
 for k, streams in CASES:
     time_engine(data, "lenet_300_100", k, 20, streams=streams, density=0.8)  # warm-up
+
+
+def limit_for(gflops: float) -> float:
+    """Seconds per model-epoch at the matmul-bound limit for a machine doing `gflops`."""
+    return lenet_flops_per_epoch() / (gflops * 1e9)
+
+
 best_peak, best = 0.0, {k: float("inf") for k, _ in CASES}
 per_round = {k: [] for k, _ in CASES}  # each round's ratio, against that round's own peak
 for _ in range(ROUNDS):
@@ -25,9 +32,10 @@ for _ in range(ROUNDS):
     best_peak = max(best_peak, peak)
     for k, streams in CASES:
         seconds = time_engine(data, "lenet_300_100", k, STEPS, streams=streams, density=0.8)
-        best[k] = min(best[k], seconds / STEPS * steps_per_epoch / k)
-        per_round[k].append(seconds / STEPS * steps_per_epoch / k / (lenet_flops_per_epoch() / (peak * 1e9)))
-limit = lenet_flops_per_epoch() / (best_peak * 1e9)
+        per_model_epoch = seconds / STEPS * steps_per_epoch / k
+        best[k] = min(best[k], per_model_epoch)
+        per_round[k].append(per_model_epoch / limit_for(peak))
+limit = limit_for(best_peak)
 print(f"matmul peak {best_peak:.0f} GFLOP/s  ->  limit {limit:.3f} s per model-epoch (best of {ROUNDS})")
 ratios = {k: best[k] / limit for k in best}
 for k, streams in CASES:

@@ -24,8 +24,8 @@ from lottery.branches import BRANCHES, Start
 from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
 from lottery.seeds import derive
-from lottery.store import RunStore, Unit, default_root
 from lottery.stacked import auto_engine, mlp_layers
+from lottery.store import RunStore, Unit, default_root
 from lottery.train import Replicate, train
 
 log = logging.getLogger("lottery")
