@@ -95,10 +95,12 @@ def cmd_run(args) -> int:
     cfg = resolve_config(args)
     if args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
+    if args.lanes is not None and args.lanes < 1:
+        raise UserError(f"--lanes {args.lanes} must be at least 1 (1: no lanes)")
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
                          vectorise=not args.no_vectorise, engine=args.engine, device=args.device,
-                         cuda_graphs=not args.no_cuda_graphs)
+                         cuda_graphs=not args.no_cuda_graphs, lanes=args.lanes)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [with_changes(cfg, rewind_step=k) for k in rewinds] or [cfg]
     run_dirs = [_run_one(c, options, args.quiet) for c in configs]
@@ -257,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", type=str, help="store directory (default $LOTTERY_STORE or ./runs)")
     r.add_argument("--data-dir", help="folder holding mnist/ (default $LOTTERY_DATA_DIR, then cache, then download)")
     r.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
+    r.add_argument("--lanes", type=int,
+                   help="on the CPU, train a level's seeds in this many single-threaded lanes side by side "
+                        "(default: at least one per thread, splitting the seeds evenly; 1: one program on "
+                        "all threads)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
     r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",

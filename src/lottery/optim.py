@@ -88,6 +88,28 @@ class Optimizer:
                               is_first_step=self.first_step and bool(c.momentum))
         self.first_step = False
 
+    def part(self, index) -> "Optimizer":
+        """This optimiser over `t[index]` of every parameter and state tensor: views of the same
+        memory, so lanes (lottery.lanes) can step disjoint parts of one group's tensors. The part
+        counts its steps in a counter of its own, as lanes go at their own pace; `catch_up`
+        brings this optimiser's counter level with it afterwards."""
+        if self.fallback is not None:
+            raise ValueError("only the fused optimisers can be split into parts")
+        part = object.__new__(Optimizer)
+        part.cfg, part.fallback, part.first_step = self.cfg, None, self.first_step
+        part.params = [p.detach()[index] for p in self.params]
+        part.state = {k: [t[index] for t in ts] for k, ts in self.state.items() if k != "step"}
+        if self.cfg.optimizer == "adam":
+            part.steps = self.steps.clone()
+            part.state["step"] = [part.steps] * len(part.params)
+        return part
+
+    def catch_up(self, part: "Optimizer") -> None:
+        """Take the step count of a part that has stepped for this optimiser (see `part`)."""
+        if self.cfg.optimizer == "adam":
+            self.steps.copy_(part.steps)
+        self.first_step = part.first_step
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.fallback is not None:
             return {f"{i}.{k}": v for i, st in self.fallback.state_dict()["state"].items()

@@ -10,6 +10,10 @@ Why this is exact per replicate: the loss is the sum of each replicate's mean lo
 replicate's gradient is its own; Adam and SGD (momentum, Nesterov, coupled weight decay) are
 elementwise, so a stacked optimiser is the per-replicate optimisers side by side.
 
+On a CPU with several threads, the group can instead train as lanes (`lottery.lanes`): one
+single-threaded program per slice of its seeds (or of the one seed's replicates), side by side,
+meeting only at evaluations, snapshots and checkpoints.
+
 Why pruned weights stay exactly 0.0: their gradients are zeroed before every step and the
 optimiser state starts fresh at every level, so momentum and Adam moments stay 0 there, and
 weight decay of a zero weight is zero. Nothing can move them (tests check it bit for bit).
@@ -26,6 +30,7 @@ from torch import nn
 from lottery import graphs as cuda_graphs
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
+from lottery.lanes import lane_count, lane_slices, run_lanes
 from lottery.optim import Optimizer
 from lottery.seeds import derive
 from lottery.stacked import log_softmax_classes, make_stack
@@ -117,8 +122,9 @@ class GroupTrainer:
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
                  progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None,
-                 start_step: int = 0, device="cpu", graphs: bool = True):
+                 start_step: int = 0, device="cpu", graphs: bool = True, lanes: int | None = None):
         self.device = torch.device(device)
+        self.template, self.lanes_requested = template, lanes  # lanes: None = automatic (lottery.lanes)
         self.graphs = graphs  # on CUDA, replay the MLP engine's step as a CUDA graph (lottery.graphs)
         self.graphed = None  # the GraphedStep of the last run(), if it used one
         self.data, self.cfg = (data if data.train_x.device == self.device else data.to(self.device)), cfg
@@ -208,7 +214,6 @@ class GroupTrainer:
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[ReplicateResult]:
-        d = self.data
         self.step, self.last_eval, self.history = self.start_step, self.start_step, []
         self.best_loss = torch.full((self.S, self.R), math.inf, dtype=torch.float64)
         self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
@@ -217,26 +222,7 @@ class GroupTrainer:
         self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         resumed = self._restore()
         self.resumed_from_step = self.step
-        # an all-ones mask (the dense level) needs no masking: 0.1–0.3 ms a step saved
-        masked = [n for n in self.masks if not bool(self.masks[n].all())]
-        # the stack masks the gradients it can while they are in cache; the rest, after it
-        in_stack = {n: self.masks[n] for n in masked if n in self.stack.masks_gradients_of}
-        grads_masked = [self.params[n] for n in masked if n not in in_stack]
-        mask_list = [self.masks[n] for n in masked if n not in in_stack]
-        kw = {"masks": in_stack} if in_stack else {}
-
-        def train_step(idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
-            flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
-            x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
-            y = d.train_y.index_select(0, flat).view(idx.shape)
-            per = self.stack.loss_and_grads(self.params, x, y, self.step, **kw)  # [S, R]; sets (not adds to) .grad
-            if grads_masked:
-                torch._foreach_mul_([p.grad for p in grads_masked], mask_list)
-            self.optimizer.step(lr)
-            self.train_loss_sum.add_(per.detach())  # float32 into a float64 sum
-
-        if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
-            train_step = self.graphed = cuda_graphs.GraphedStep(train_step, self.data_order.indices(self.step))
+        programs = self._programs()
         started = time.perf_counter()
         if not resumed:
             self._maybe_snapshot()
@@ -248,17 +234,76 @@ class GroupTrainer:
                     break
             if self.step >= self.total:
                 break
-            train_step(self.data_order.indices(self.step), self.lrs[self.step])
-            self.step += 1
+            self._train_span(programs, self._next_stop())
             self._maybe_snapshot()
-            if self.progress:
-                self.progress(self.step, self.total)
             if self.checkpoint and self.step % self.checkpoint_every == 0 and self.step < self.total:
                 self._save()
         if self.checkpoint:
             self._save()  # the finished state: a crash while writing results costs no retraining
         seconds = time.perf_counter() - started
         return self._results(seconds)
+
+    def _next_stop(self) -> int:
+        """The next step at which the whole group must be at rest: an evaluation, a snapshot, a
+        checkpoint or the end. Between two, lanes run without meeting."""
+        stop = min([s for s in (*self.eval_steps, *self.snapshot_steps) if s > self.step] + [self.total])
+        if self.checkpoint:
+            stop = min(stop, (self.step // self.checkpoint_every + 1) * self.checkpoint_every)
+        return stop
+
+    def _train_span(self, programs: list["_Program"], end: int) -> None:
+        """Steps self.step … end − 1 of every program, then self.step = end."""
+        start = self.step
+
+        def work(program, report):
+            def steps(stop=None):
+                for t in range(start, end):
+                    if stop is not None and stop.is_set():
+                        return
+                    program.train_step(t, self.lrs[t])
+                    if report and self.progress:
+                        self.progress(t + 1, self.total)
+            return steps
+
+        if len(programs) == 1:
+            work(programs[0], True)()
+        else:
+            run_lanes([work(p, i == 0) for i, p in enumerate(programs)])
+            self.optimizer.catch_up(programs[0].optimizer)
+        self.step = end
+
+    def _lanes(self) -> tuple[int, int]:
+        """(lanes, the stacked dimension they split): seeds when there are several, else the
+        replicates of the one seed. The MLP engine on the CPU with a fused optimiser only (the
+        other engines draw random numbers from torch's global generator, which threads share)."""
+        dim = 0 if self.S > 1 else 1
+        if self.device.type != "cpu" or self.stack.name != "mlp" or self.optimizer.fallback is not None:
+            return 1, dim
+        return lane_count((self.S, self.R)[dim], torch.get_num_threads(), self.lanes_requested), dim
+
+    def _programs(self) -> list["_Program"]:
+        """One program over the whole group, or one per lane over its slice of the streams (built
+        after a restore, so the optimiser parts start from the restored state)."""
+        masked = [n for n in self.masks if not bool(self.masks[n].all())]  # all ones (dense): 0.1–0.3 ms a step saved
+        self.lanes, dim = self._lanes()
+        if self.lanes == 1:
+            program = _Program(self, slice(None), self.params, self.stack, self.optimizer, self.data_order, masked)
+            if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
+                program.graph(self.data_order.indices(self.step))
+                self.graphed = program.graphed
+            return [program]
+        programs = []
+        seeds = self.data_order.data_seeds
+        for sl in lane_slices((self.S, self.R)[dim], self.lanes):
+            index = sl if dim == 0 else (slice(None), sl)  # [S, R, ...] → this lane's [S', R', ...]
+            optimizer = self.optimizer.part(index)
+            params = dict(zip(self.param_names, optimizer.params))
+            params.update({n: t.detach()[index] for n, t in self.params.items() if n not in params})  # buffers
+            S, R = next(iter(params.values())).shape[:2]
+            stack = make_stack(self.template, S, R, "mlp")
+            order = DataOrder(self.data_order.n, self.cfg.batch_size, seeds[sl] if dim == 0 else seeds).to(self.device)
+            programs.append(_Program(self, index, params, stack, optimizer, order, masked))
+        return programs
 
     def _maybe_snapshot(self):
         if self.step in self.snapshot_steps and self.step not in self.snapshots:
@@ -296,8 +341,45 @@ class GroupTrainer:
                 val_acc_end=self.history[-1]["val_acc"][k],
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
                 train_seconds=seconds / self.K, steps=self.step - self.start_step,
-                extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step})
+                extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step, "lanes": self.lanes})
         return out
+
+
+class _Program:
+    """The training step of the part `index` of a group's [S, R] stack (all of it without lanes):
+    its parameters (views of the group's), stack, optimiser (part) and data order."""
+
+    def __init__(self, trainer: GroupTrainer, index, params, stack, optimizer: Optimizer,
+                 data_order: DataOrder, masked: list[str]):
+        self.data, self.params, self.stack, self.optimizer = trainer.data, params, stack, optimizer
+        self.data_order, self.graphed = data_order, None
+        self.loss_sum = trainer.train_loss_sum[index]
+        masks = {n: trainer.masks[n][index] for n in masked}
+        # the stack masks the gradients it can while they are in cache; the rest, after it
+        in_stack = {n: m for n, m in masks.items() if n in stack.masks_gradients_of}
+        self.grads_masked = [params[n] for n in masked if n not in in_stack]
+        self.mask_list = [masks[n] for n in masked if n not in in_stack]
+        self.kw = {"masks": in_stack} if in_stack else {}
+        self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
+
+    def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
+        d = self.data
+        flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
+        x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
+        y = d.train_y.index_select(0, flat).view(idx.shape)
+        per = self.stack.loss_and_grads(self.params, x, y, self.step, **self.kw)  # [S, R]; sets (not adds to) .grad
+        if self.grads_masked:
+            torch._foreach_mul_([p.grad for p in self.grads_masked], self.mask_list)
+        self.optimizer.step(lr)
+        self.loss_sum.add_(per.detach())  # float32 into a float64 sum
+
+    def graph(self, example_idx: torch.Tensor) -> None:
+        """Replay the step as a CUDA graph from now on (lottery.graphs)."""
+        self.graphed = cuda_graphs.GraphedStep(self.step_on, example_idx)
+
+    def train_step(self, t: int, lr: float) -> None:
+        self.step = t
+        (self.graphed or self.step_on)(self.data_order.indices(t), lr)
 
 
 def _layout(replicates: list[Replicate]) -> tuple[int, int, list[int]]:
