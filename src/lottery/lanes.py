@@ -1,17 +1,19 @@
 """Lanes: a group's data streams split into slices that train side by side, one thread each.
 
 Why: with torch's own threads, every op of a step is split across the cores and they meet
-after each one, a few dozen times a step. On the 2-core CPU this was built on, that costs
-10-12 % of a step when the host is quiet, and twice the step time in its frequent slow phases
-(benchmarks/README). Lanes run whole single-threaded programs instead, each over its own
-slice of the seeds, and meet only where the trainer needs the whole group (evaluation,
-snapshots, checkpoints). Three LeNet-300-100 seeds × three branches took 0.90 of the time of
-one two-thread program when the host was quiet and 0.57-0.65 in its slow phases (measured).
+after each one, a few dozen times a step. Lanes run whole single-threaded programs instead,
+each over its own slice of the seeds (or of one seed's branches), and meet only where the
+trainer needs the whole group (evaluations, snapshots, checkpoints). On the 2-core VM this was
+built on (LeNet-300-100, batch 60; benchmarks/README.md): three seeds × three branches took 0.90
+of a two-thread program's time while the host was quiet and 0.57-0.65 in its slow phases, in
+which two-thread steps take twice as long and single-threaded ones do not change. One seed's
+three branches, split a replicate a lane, were 1.06-1.10x slower while quiet (each loses the
+wide first-layer product) and 0.56-0.65 in slow phases.
 
-A lane owns a contiguous slice of the stream dimension of every stacked tensor (parameters,
-gradients, masks, optimiser state, the loss sum), so no two lanes write the same memory and
-no lock is needed. Each lane's ops run on one thread, so their results do not depend on how
-many lanes there are beyond what the stack's own batching does (tests compare with one lane).
+A lane owns a contiguous slice of every stacked tensor (parameters, gradients, masks,
+optimiser state, the loss sum), so no two lanes write the same memory and no lock is needed.
+Each lane's ops run on one thread: its numbers are reproducible, equal a one-program run to
+float rounding, and bit for bit where the lane's products are the one program's (tests).
 """
 
 import threading
