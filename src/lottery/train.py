@@ -34,6 +34,7 @@ from lottery.lanes import lane_count, lane_slices, run_lanes
 from lottery.optim import Optimizer
 from lottery.seeds import derive
 from lottery.stacked import log_softmax_classes, make_stack
+from lottery.step import TrainStep
 
 # Examples per evaluation chunk. On CPU, 1,000 keeps the activations of 9 LeNets in cache:
 # evaluation ran at 162 GFLOP/s against 133 with 10,000 (measured). GPUs want large chunks.
@@ -251,7 +252,7 @@ class GroupTrainer:
             stop = min(stop, (self.step // self.checkpoint_every + 1) * self.checkpoint_every)
         return stop
 
-    def _train_span(self, programs: list["_Program"], end: int) -> None:
+    def _train_span(self, programs: list[TrainStep], end: int) -> None:
         """Steps self.step … end − 1 of every program, then self.step = end."""
         start = self.step
 
@@ -260,7 +261,7 @@ class GroupTrainer:
                 for t in range(start, end):
                     if stop is not None and stop.is_set():
                         return
-                    program.train_step(t, self.lrs[t])
+                    program(t, self.lrs[t])
                     if report and self.progress:
                         self.progress(t + 1, self.total)
             return steps
@@ -281,13 +282,13 @@ class GroupTrainer:
             return 1, dim
         return lane_count((self.S, self.R)[dim], torch.get_num_threads(), self.lanes_requested), dim
 
-    def _programs(self) -> list["_Program"]:
+    def _programs(self) -> list[TrainStep]:
         """One program over the whole group, or one per lane over its slice of the streams (built
         after a restore, so the optimiser parts start from the restored state)."""
         masked = [n for n in self.masks if not bool(self.masks[n].all())]  # all ones (dense): 0.1–0.3 ms a step saved
         self.lanes, dim = self._lanes()
         if self.lanes == 1:
-            program = _Program(self, slice(None), self.params, self.stack, self.optimizer, self.data_order, masked)
+            program = self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, masked)
             if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
                 program.graph(self.data_order.indices(self.step))
                 self.graphed = program.graphed
@@ -302,8 +303,12 @@ class GroupTrainer:
             S, R = next(iter(params.values())).shape[:2]
             stack = make_stack(self.template, S, R, "mlp")
             order = DataOrder(self.data_order.n, self.cfg.batch_size, seeds[sl] if dim == 0 else seeds).to(self.device)
-            programs.append(_Program(self, index, params, stack, optimizer, order, masked))
+            programs.append(self._program(index, params, stack, optimizer, order, masked))
         return programs
+
+    def _program(self, index, params, stack, optimizer, data_order, masked: list[str]) -> TrainStep:
+        return TrainStep(self.data, params, stack, optimizer, data_order,
+                         {n: self.masks[n][index] for n in masked}, self.train_loss_sum[index])
 
     def _maybe_snapshot(self):
         if self.step in self.snapshot_steps and self.step not in self.snapshots:
@@ -343,43 +348,6 @@ class GroupTrainer:
                 train_seconds=seconds / self.K, steps=self.step - self.start_step,
                 extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step, "lanes": self.lanes})
         return out
-
-
-class _Program:
-    """The training step of the part `index` of a group's [S, R] stack (all of it without lanes):
-    its parameters (views of the group's), stack, optimiser (part) and data order."""
-
-    def __init__(self, trainer: GroupTrainer, index, params, stack, optimizer: Optimizer,
-                 data_order: DataOrder, masked: list[str]):
-        self.data, self.params, self.stack, self.optimizer = trainer.data, params, stack, optimizer
-        self.data_order, self.graphed = data_order, None
-        self.loss_sum = trainer.train_loss_sum[index]
-        masks = {n: trainer.masks[n][index] for n in masked}
-        # the stack masks the gradients it can while they are in cache; the rest, after it
-        in_stack = {n: m for n, m in masks.items() if n in stack.masks_gradients_of}
-        self.grads_masked = [params[n] for n in masked if n not in in_stack]
-        self.mask_list = [masks[n] for n in masked if n not in in_stack]
-        self.kw = {"masks": in_stack} if in_stack else {}
-        self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
-
-    def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
-        d = self.data
-        flat = idx.reshape(-1)  # index_select: a third of advanced indexing's cost here (14 vs 51 µs)
-        x = d.train_x.index_select(0, flat).view(*idx.shape, *d.train_x.shape[1:])
-        y = d.train_y.index_select(0, flat).view(idx.shape)
-        per = self.stack.loss_and_grads(self.params, x, y, self.step, **self.kw)  # [S, R]; sets (not adds to) .grad
-        if self.grads_masked:
-            torch._foreach_mul_([p.grad for p in self.grads_masked], self.mask_list)
-        self.optimizer.step(lr)
-        self.loss_sum.add_(per.detach())  # float32 into a float64 sum
-
-    def graph(self, example_idx: torch.Tensor) -> None:
-        """Replay the step as a CUDA graph from now on (lottery.graphs)."""
-        self.graphed = cuda_graphs.GraphedStep(self.step_on, example_idx)
-
-    def train_step(self, t: int, lr: float) -> None:
-        self.step = t
-        (self.graphed or self.step_on)(self.data_order.indices(t), lr)
 
 
 def _layout(replicates: list[Replicate]) -> tuple[int, int, list[int]]:
