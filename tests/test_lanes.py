@@ -2,13 +2,14 @@
 
 import json
 import threading
+from fractions import Fraction
 
 import pytest
 import torch
 
 from lottery.config import DataConfig, TrainConfig
 from lottery.data import load_dataset
-from lottery.lanes import lane_count, lane_slices, run_lanes
+from lottery.lanes import lane_count, run_lanes, schedule
 from lottery.train import train
 from test_train import MemoryCheckpoint, replicate
 
@@ -18,21 +19,36 @@ def data():
     return load_dataset(DataConfig("synthetic", 200))
 
 
-def test_lane_count_gives_every_thread_a_lane_and_splits_evenly():
-    assert lane_count(3, 2) == 3  # 3 seeds on 2 cores: 3 lanes the OS shares, not 2 + 1
-    assert lane_count(16, 2) == 2 and lane_count(9, 2) == 3 and lane_count(4, 4) == 4
-    assert lane_count(5, 2) == 5 and lane_count(8, 3) == 4
+def test_lane_count_gives_every_thread_a_lane_when_there_are_enough_units():
+    assert lane_count(3, 2) == 2 and lane_count(16, 2) == 2 and lane_count(4, 4) == 4
     assert lane_count(1, 2) == 1 and lane_count(6, 1) == 1  # one unit, or one thread: no lanes
     assert lane_count(3, 16) == 1  # fewer units than threads: one program on all of them
     assert lane_count(6, 1, requested=4) == 4 and lane_count(3, 2, requested=8) == 3 and lane_count(3, 2, 1) == 1
 
 
-@pytest.mark.parametrize("streams,lanes", [(3, 3), (7, 2), (16, 5), (2, 2)])
-def test_lane_slices_cover_the_streams_once(streams, lanes):
-    slices = lane_slices(streams, lanes)
-    assert [i for s in slices for i in range(streams)[s]] == list(range(streams))
-    sizes = [s.stop - s.start for s in slices]
-    assert len(slices) == lanes and max(sizes) - min(sizes) <= 1
+@pytest.mark.parametrize("units,lanes", [(3, 2), (5, 2), (16, 2), (7, 3), (4, 3), (2, 2), (9, 4), (5, 5)])
+def test_schedule_gives_each_lane_an_equal_share_and_keeps_each_units_steps_in_order(units, lanes):
+    plan = schedule(units, lanes)
+    assert len(plan) == lanes
+    for pieces in plan:  # every lane does units / lanes of the work
+        assert sum((p.last - p.first) * (p.end - p.begin) for p in pieces) == Fraction(units, lanes)
+    covered = {u: [] for u in range(units)}
+    for lane, pieces in enumerate(plan):
+        clock = Fraction(0)  # where in its own timeline the lane runs each piece, at equal speeds
+        for p in pieces:
+            for u in range(p.first, p.last):
+                covered[u].append((p.begin, p.end, lane, clock))
+            clock += (p.last - p.first) * (p.end - p.begin)
+    for u, parts in covered.items():
+        parts.sort()
+        assert parts[0][0] == 0 and parts[-1][1] == 1, f"unit {u} is not covered from start to end"
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:])), f"unit {u}: gaps or overlaps"
+        assert len(parts) <= 2 and all(p[2] != q[2] for p, q in zip(parts, parts[1:]))
+        if len(parts) == 2:  # its first part ends, at equal speeds, before the second part begins
+            (b0, e0, _, t0), (_, _, _, t1) = parts
+            assert t0 + (e0 - b0) <= t1
+    with pytest.raises(ValueError):
+        schedule(2, 3)
 
 
 def test_a_failing_lane_stops_the_others_and_its_error_reaches_the_caller():
@@ -65,10 +81,11 @@ def test_lanes_train_exactly_as_one_program(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="0.5ep")
     threads = torch.get_num_threads()
     one = train(model, reps, data, cfg, lanes=1)
+    two = train(model, reps, data, cfg, lanes=2)  # seed 1 cut in two: its second half waits for its first
     three = train(model, reps, data, cfg, lanes=3)
     assert torch.get_num_threads() == threads, "the caller's thread count is restored"
     assert {r.extra["lanes"] for r in one} == {1} and {r.extra["lanes"] for r in three} == {3}
-    for rep, a, b in zip(reps, one, three):
+    for rep, a, b in [*zip(reps, one, two), *zip(reps, one, three)]:
         for n in rep.init:
             # each lane's ops run on one thread: the same products as the one program, bit for bit
             torch.testing.assert_close(b.final[n], a.final[n], rtol=0, atol=0)
@@ -81,7 +98,7 @@ def test_lanes_train_exactly_as_one_program(data):
 
 
 def test_lanes_resume_after_a_crash_as_if_never_interrupted(data):
-    model, reps = group(data, seeds=2, branches=2)
+    model, reps = group(data, seeds=3, branches=2)  # on two lanes: seed 1 is cut in two
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
     whole = train(model, reps, data, cfg, lanes=2)
 
@@ -108,8 +125,8 @@ def test_one_seeds_branches_split_into_lanes_train_as_one_program(data):
     each instead of all side by side), so the same numbers to float rounding, not bit for bit."""
     model, reps = group(data, seeds=1, branches=3)
     cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=40, length="2ep", eval_every="1ep")
-    one, lanes = train(model, reps, data, cfg, lanes=1), train(model, reps, data, cfg, lanes=3)
-    assert lanes[0].extra["lanes"] == 3
+    one, lanes = train(model, reps, data, cfg, lanes=1), train(model, reps, data, cfg, lanes=2)
+    assert lanes[0].extra["lanes"] == 2
     for rep, a, b in zip(reps, one, lanes):
         for n in rep.init:
             torch.testing.assert_close(b.final[n], a.final[n], rtol=1e-5, atol=1e-6)

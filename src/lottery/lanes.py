@@ -17,6 +17,8 @@ float rounding, and bit for bit where the lane's products are the one program's 
 """
 
 import threading
+from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -24,24 +26,54 @@ import torch
 def lane_count(units: int, threads: int, requested: int | None = None) -> int:
     """How many lanes for `units` seeds (or replicates of one seed) on `threads` threads.
 
-    `requested` (None: automatic) is capped by the units. Automatically: lanes only when every
-    thread gets one (fewer would leave cores idle: one program on all threads then), and the
-    fewest that split the units evenly (3 on 2 cores: 3 lanes, which the OS shares fairly; 2 + 1
-    left one core idle a third of the time, measured 1.08x slower than one program)."""
+    `requested` (None: automatic) is capped by the units. Automatically: one lane per thread
+    when there are at least as many units as threads (fewer would leave cores idle: then one
+    program on all threads); `schedule` balances units that do not divide evenly."""
     if requested is not None:
         return max(1, min(requested, units))
-    if threads < 2 or units < threads:
-        return 1
-    return next(n for n in range(threads, units + 1) if units % n == 0)
+    return threads if 2 <= threads <= units else 1
 
 
-def lane_slices(streams: int, lanes: int) -> list[slice]:
-    """`lanes` contiguous slices of range(streams), sizes differing by at most one."""
-    base, extra = divmod(streams, lanes)
-    bounds = [0]
-    for i in range(lanes):
-        bounds.append(bounds[-1] + base + (i < extra))
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+@dataclass(frozen=True)
+class Piece:
+    """Units [first, last) of a group, from fraction `begin` to `end` of a span's steps."""
+
+    first: int
+    last: int
+    begin: Fraction = Fraction(0)
+    end: Fraction = Fraction(1)
+
+
+def schedule(units: int, lanes: int) -> list[list[Piece]]:
+    """Each lane's pieces, in the order it runs them, with every lane given units / lanes of the
+    work: McNaughton's wrap-around rule. Laid end to end, the units fill the lanes in turn; a unit
+    cut at a lane boundary has its first part run *first* on the later lane and the rest run *last*
+    on the earlier one, so a unit's steps keep their order (units ≥ lanes makes the parts' times
+    disjoint; `run` still waits for the first part, as lanes do not run at exactly equal speeds).
+
+    3 seeds on 2 lanes: lane 0 runs seed 1's first half, then seed 0; lane 1 runs seed 2, then
+    seed 1's second half. Three lanes on two cores (the OS sharing them) were 12 % slower (measured)."""
+    if not 1 <= lanes <= units:
+        raise ValueError(f"{lanes} lanes for {units} units: need 1 ≤ lanes ≤ units")
+    share = Fraction(units, lanes)
+    plan = []
+    for lane in range(lanes):
+        lo, hi = lane * share, (lane + 1) * share
+        head, whole, rest = [], [], []
+        for u in range(int(lo), min(units, -(-hi // 1))):
+            begin, end = max(lo - u, Fraction(0)), min(hi - u, Fraction(1))
+            if begin == end:
+                continue
+            if begin > 0:
+                rest.append(Piece(u, u + 1, begin, end))  # continues a unit begun on the previous lane
+            elif end < 1:
+                head.append(Piece(u, u + 1, begin, end))  # begins a unit the next lane finishes
+            else:
+                whole.append(u)
+        if whole:
+            whole = [Piece(whole[0], whole[-1] + 1)]  # contiguous: one program
+        plan.append(head + whole + rest)
+    return plan
 
 
 def run_lanes(work: list) -> None:

@@ -21,6 +21,7 @@ weight decay of a zero weight is zero. Nothing can move them (tests check it bit
 
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from torch import nn
 from lottery import graphs as cuda_graphs
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
-from lottery.lanes import lane_count, lane_slices, run_lanes
+from lottery.lanes import Piece, lane_count, run_lanes, schedule
 from lottery.optim import Optimizer
 from lottery.seeds import derive
 from lottery.stacked import log_softmax_classes, make_stack
@@ -223,7 +224,7 @@ class GroupTrainer:
         self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         resumed = self._restore()
         self.resumed_from_step = self.step
-        programs = self._programs()
+        lanes = self._programs()
         started = time.perf_counter()
         if not resumed:
             self._maybe_snapshot()
@@ -235,7 +236,7 @@ class GroupTrainer:
                     break
             if self.step >= self.total:
                 break
-            self._train_span(programs, self._next_stop())
+            self._train_span(lanes, self._next_stop())
             self._maybe_snapshot()
             if self.checkpoint and self.step % self.checkpoint_every == 0 and self.step < self.total:
                 self._save()
@@ -252,25 +253,42 @@ class GroupTrainer:
             stop = min(stop, (self.step // self.checkpoint_every + 1) * self.checkpoint_every)
         return stop
 
-    def _train_span(self, programs: list[TrainStep], end: int) -> None:
-        """Steps self.step … end − 1 of every program, then self.step = end."""
-        start = self.step
+    def _train_span(self, lanes: dict, end: int) -> None:
+        """Steps self.step … end − 1 of every unit, then self.step = end. With several lanes, each
+        runs its pieces (lottery.lanes.schedule) in a thread of its own."""
+        start, span = self.step, end - self.step
+        plan, programs = lanes["plan"], lanes["programs"]
+        first_parts_done = {(p.first, p.last): threading.Event() for pieces in plan for p in pieces if p.end < 1}
 
-        def work(program, report):
-            def steps(stop=None):
-                for t in range(start, end):
-                    if stop is not None and stop.is_set():
-                        return
-                    program(t, self.lrs[t])
-                    if report and self.progress:
-                        self.progress(t + 1, self.total)
-            return steps
+        def work(pieces, report):
+            # one boundary per cut unit, computed the same way for both of its parts
+            bounds = [(start + round(p.begin * span), start + round(p.end * span)) for p in pieces]
+            total = max(1, sum(b - a for a, b in bounds))
 
-        if len(programs) == 1:
-            work(programs[0], True)()
+            def run(stop=None):
+                done = 0
+                for p, (a, b) in zip(pieces, bounds):
+                    if p.begin > 0:  # the rest of a unit another lane began: wait until it has
+                        while not first_parts_done[(p.first, p.last)].wait(0.01):
+                            if stop is not None and stop.is_set():
+                                return
+                    program = programs[(p.first, p.last)]
+                    for t in range(a, b):
+                        if stop is not None and stop.is_set():
+                            return
+                        program(t, self.lrs[t])
+                        done += 1
+                        if report and self.progress:
+                            self.progress(start + done * span // total, self.total)
+                    if p.end < 1:
+                        first_parts_done[(p.first, p.last)].set()
+            return run
+
+        if len(plan) == 1:
+            work(plan[0], True)()
         else:
-            run_lanes([work(p, i == 0) for i, p in enumerate(programs)])
-            self.optimizer.catch_up(programs[0].optimizer)
+            run_lanes([work(pieces, i == 0) for i, pieces in enumerate(plan)])
+            self.optimizer.catch_up(next(iter(programs.values())).optimizer)
         self.step = end
 
     def _lanes(self) -> tuple[int, int]:
@@ -282,29 +300,32 @@ class GroupTrainer:
             return 1, dim
         return lane_count((self.S, self.R)[dim], torch.get_num_threads(), self.lanes_requested), dim
 
-    def _programs(self) -> list[TrainStep]:
-        """One program over the whole group, or one per lane over its slice of the streams (built
-        after a restore, so the optimiser parts start from the restored state)."""
+    def _programs(self) -> dict:
+        """The lanes' plan (lottery.lanes.schedule) and a program for each of its pieces' units,
+        keyed (first, last): one program over the whole group when there is one lane. Built after a
+        restore, so the optimiser parts start from the restored state."""
         masked = [n for n in self.masks if not bool(self.masks[n].all())]  # all ones (dense): 0.1–0.3 ms a step saved
         self.lanes, dim = self._lanes()
+        units = (self.S, self.R)[dim]
         if self.lanes == 1:
             program = self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, masked)
             if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
                 program.graph(self.data_order.indices(self.step))
                 self.graphed = program.graphed
-            return [program]
-        programs = []
-        seeds = self.data_order.data_seeds
-        for sl in lane_slices((self.S, self.R)[dim], self.lanes):
-            index = sl if dim == 0 else (slice(None), sl)  # [S, R, ...] → this lane's [S', R', ...]
+            return {"plan": [[Piece(0, units)]], "programs": {(0, units): program}}
+        plan = schedule(units, self.lanes)
+        programs, seeds = {}, self.data_order.data_seeds
+        for first, last in sorted({(p.first, p.last) for pieces in plan for p in pieces}):
+            sl = slice(first, last)
+            index = sl if dim == 0 else (slice(None), sl)  # [S, R, ...] → these units' [S', R', ...]
             optimizer = self.optimizer.part(index)
             params = dict(zip(self.param_names, optimizer.params))
             params.update({n: t.detach()[index] for n, t in self.params.items() if n not in params})  # buffers
             S, R = next(iter(params.values())).shape[:2]
             stack = make_stack(self.template, S, R, "mlp")
             order = DataOrder(self.data_order.n, self.cfg.batch_size, seeds[sl] if dim == 0 else seeds).to(self.device)
-            programs.append(self._program(index, params, stack, optimizer, order, masked))
-        return programs
+            programs[(first, last)] = self._program(index, params, stack, optimizer, order, masked)
+        return {"plan": plan, "programs": programs}
 
     def _program(self, index, params, stack, optimizer, data_order, masked: list[str]) -> TrainStep:
         return TrainStep(self.data, params, stack, optimizer, data_order,
