@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
     r.add_argument("--lanes", type=int,
                    help="on the CPU, train each level in this many single-threaded lanes side by side, split "
-                        "by seed (by branch when there is one seed); default: one per thread or more when they "
-                        "split evenly, else 1; 1: one program on all threads")
+                        "by seed (by branch when there is one seed); default: one per thread when there are at "
+                        "least as many seeds (or branches), else 1; 1: one program on all threads")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
     r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",

@@ -1,19 +1,20 @@
-"""Lanes: a group's data streams split into slices that train side by side, one thread each.
+"""Lanes: a group's trainings split into single-threaded programs that run side by side.
 
 Why: with torch's own threads, every op of a step is split across the cores and they meet
-after each one, a few dozen times a step. Lanes run whole single-threaded programs instead,
-each over its own slice of the seeds (or of one seed's branches), and meet only where the
-trainer needs the whole group (evaluations, snapshots, checkpoints). On the 2-core VM this was
-built on (LeNet-300-100, batch 60; benchmarks/README.md): three seeds × three branches took 0.90
-of a two-thread program's time while the host was quiet and 0.57-0.65 in its slow phases, in
-which two-thread steps take twice as long and single-threaded ones do not change. One seed's
-three branches, split a replicate a lane, were 1.06-1.10x slower while quiet (each loses the
-wide first-layer product) and 0.56-0.65 in slow phases.
+after each one, a few dozen times a step. Lanes run whole single-threaded programs instead, one
+lane per thread, each over its share of the units (the seeds, or one seed's branches), and
+meet only where the trainer needs the whole group (evaluations, snapshots, checkpoints). Units
+that do not divide evenly are cut by McNaughton's wrap-around rule (`schedule`), so every lane
+does the same work. On the 2-core VM this was built on (LeNet-300-100, batch 60, masks on;
+benchmarks/README.md), against one two-thread program: one seed's three branches 0.93 of the
+time while the host was quiet, three seeds × three branches 0.90; and 0.62-0.84 in rounds that
+caught the host's slow phases, in which two-thread steps take twice as long and single-threaded
+ones do not change.
 
-A lane owns a contiguous slice of every stacked tensor (parameters, gradients, masks,
+A program owns a contiguous slice of every stacked tensor (parameters, gradients, masks,
 optimiser state, the loss sum), so no two lanes write the same memory and no lock is needed.
-Each lane's ops run on one thread: its numbers are reproducible, equal a one-program run to
-float rounding, and bit for bit where the lane's products are the one program's (tests).
+Its ops run on one thread: its numbers are reproducible, equal a one-program run to float
+rounding, and bit for bit where its products are the one program's (tests).
 """
 
 import threading
