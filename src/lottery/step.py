@@ -21,7 +21,7 @@ class TrainStep:
         self.grads_masked = [params[n] for n in masks if n not in in_stack]
         self.mask_list = [masks[n] for n in masks if n not in in_stack]
         self.kw = {"masks": in_stack} if in_stack else {}
-        self.batch = None  # (x, y): where each step's examples are gathered
+        self.batch = None  # (x, y, and their [S, B] views): where each step's examples are gathered
         self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
 
     def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place

@@ -10,9 +10,9 @@ Why this is exact per replicate: the loss is the sum of each replicate's mean lo
 replicate's gradient is its own; Adam and SGD (momentum, Nesterov, coupled weight decay) are
 elementwise, so a stacked optimiser is the per-replicate optimisers side by side.
 
-On a CPU with several threads, the group can instead train as lanes (`lottery.lanes`): one
-single-threaded program per slice of its seeds (or of the one seed's replicates), side by side,
-meeting only at evaluations, snapshots and checkpoints.
+On a CPU with several threads, the group can instead train as lanes (`lottery.lanes`): a
+single-threaded lane per thread, each running programs over an equal share of the seeds (or of
+the one seed's replicates), side by side, meeting only at evaluations, snapshots and checkpoints.
 
 Why pruned weights stay exactly 0.0: their gradients are zeroed before every step and the
 optimiser state starts fresh at every level, so momentum and Adam moments stay 0 there, and
