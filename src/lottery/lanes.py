@@ -17,6 +17,7 @@ Its ops run on one thread: its numbers are reproducible, equal a one-program run
 rounding, and bit for bit where its products are the one program's (tests).
 """
 
+import math
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -61,7 +62,7 @@ def schedule(units: int, lanes: int) -> list[list[Piece]]:
     for lane in range(lanes):
         lo, hi = lane * share, (lane + 1) * share
         head, whole, rest = [], [], []
-        for u in range(int(lo), min(units, -(-hi // 1))):
+        for u in range(math.floor(lo), min(units, math.ceil(hi))):
             begin, end = max(lo - u, Fraction(0)), min(hi - u, Fraction(1))
             if begin == end:
                 continue
