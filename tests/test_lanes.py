@@ -11,7 +11,7 @@ from lottery.config import DataConfig, TrainConfig
 from lottery.data import load_dataset
 from lottery.lanes import lane_count, run_lanes, schedule
 from lottery.train import train
-from test_train import MemoryCheckpoint, replicate
+from test_train import crash_and_resume_group, replicate
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +101,7 @@ def test_lanes_resume_after_a_crash_as_if_never_interrupted(data):
     model, reps = group(data, seeds=3, branches=2)  # on two lanes: seed 1 is cut in two
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
     whole = train(model, reps, data, cfg, lanes=2)
-
-    class Crash(Exception):
-        pass
-
-    def crash(step, total):
-        if step == 11:
-            raise Crash
-
-    checkpoint = MemoryCheckpoint()
-    with pytest.raises(Crash):
-        train(model, reps, data, cfg, lanes=2, checkpoint=checkpoint, checkpoint_every=4, progress=crash)
-    resumed = train(model, reps, data, cfg, lanes=2, checkpoint=checkpoint, checkpoint_every=4)
-    assert resumed[0].extra["resumed_from_step"] == 8
+    resumed = crash_and_resume_group(model, reps, data, cfg, crash_at=11, every=4, lanes=2)  # resumes from step 8
     for a, b in zip(whole, resumed):
         for n in a.final:
             assert torch.equal(a.final[n], b.final[n]), n

@@ -136,6 +136,12 @@ class MemoryCheckpoint:
 
 def crash_and_resume(model, rep, data, cfg, crash_at: int, every: int, **kw):
     """Train `rep` until a crash at step `crash_at`, then again: it resumes from the last checkpoint."""
+    (resumed,) = crash_and_resume_group(model, [rep], data, cfg, crash_at, every, **kw)
+    return resumed
+
+
+def crash_and_resume_group(model, reps, data, cfg, crash_at: int, every: int, **kw):
+    """`crash_and_resume` for a group of replicates trained together: their results, resumed."""
     class Crash(Exception):
         pass
 
@@ -144,9 +150,9 @@ def crash_and_resume(model, rep, data, cfg, crash_at: int, every: int, **kw):
             raise Crash
     checkpoint = MemoryCheckpoint()
     with pytest.raises(Crash):
-        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=every, progress=crash, **kw)
-    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=every, **kw)
-    assert resumed.extra["resumed_from_step"] == crash_at // every * every
+        train(model, reps, data, cfg, checkpoint=checkpoint, checkpoint_every=every, progress=crash, **kw)
+    resumed = train(model, reps, data, cfg, checkpoint=checkpoint, checkpoint_every=every, **kw)
+    assert all(r.extra["resumed_from_step"] == crash_at // every * every for r in resumed)
     return resumed
 
 
