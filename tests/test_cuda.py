@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from lottery import masks as masks_lib
 from lottery.config import TrainConfig
 from lottery.train import DataOrder, GroupTrainer, train
 from test_train import batchnorm_replicate, crash_and_resume, replicate
