@@ -192,3 +192,29 @@ def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
         assert joint.final["2.num_batches_tracked"].item() == joint.steps
         assert not torch.equal(joint.final["2.running_mean"], rep.init["2.running_mean"])
+
+
+@pytest.mark.parametrize("make, engine", [(replicate, "mlp"), (replicate, "vmap"),
+                                          (lambda data, s, ds: batchnorm_replicate(data, s, ds, dropout=False), "vmap")])
+def test_a_step_run_as_its_kernels_is_the_step(data, make, engine):
+    """TrainStep.kernels (what the benchmarks time one by one) is the step, bit for bit."""
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="10", eval_every="10")
+    pairs = [make(data, s, ds) for s, ds in ((0, 1), (1, 1), (2, 2), (3, 2))]
+    stepped, by_kernels = (GroupTrainer(pairs[0][0], [r for _, r in pairs], data, cfg, engine=engine) for _ in range(2))
+    whole, parts = stepped.program(), by_kernels.program()
+    for t in range(3):
+        whole(t, 1e-2)
+        kernels = parts.kernels(t, 1e-2)
+        with torch.no_grad():
+            for op, args, kwargs in kernels:
+                op(*args, **kwargs)
+    if engine == "mlp":
+        assert sum(op in (torch.mm, torch.bmm, torch.addmm, torch.baddbmm) for op, _, _ in kernels) >= 5, \
+            "the MLP engine's products are kernels of their own"
+    for n, p in stepped.params.items():
+        assert torch.equal(p, by_kernels.params[n]), n
+        assert not torch.equal(p, torch.stack([r.init[n] for _, r in pairs]).view_as(p)), f"{n} did not train"
+    assert torch.equal(stepped.train_loss_sum, by_kernels.train_loss_sum) and bool(stepped.train_loss_sum.all())
+    state = stepped.optimizer.state_tensors()
+    for k, v in by_kernels.optimizer.state_tensors().items():
+        assert torch.equal(v, state[k]), k

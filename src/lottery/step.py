@@ -24,21 +24,51 @@ class TrainStep:
         self.batch = None  # (x, y, and their [S, B] views): where each step's examples are gathered
         self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
 
-    def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
-        d, flat = self.data, idx.reshape(-1)
-        if self.batch is None or self.batch[0].shape[0] != flat.shape[0]:
-            # the batch lands in the same tensors every step, so the stack can replay its built step
-            x = torch.empty((flat.shape[0], *d.train_x.shape[1:]), dtype=d.train_x.dtype, device=flat.device)
-            y = torch.empty(flat.shape, dtype=d.train_y.dtype, device=flat.device)
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(x, y, and their [S, B] views): the batch lands in the same tensors every step, so the
+        stack can replay its built step."""
+        d, n = self.data, idx.numel()
+        if self.batch is None or self.batch[0].shape[0] != n:
+            x = torch.empty((n, *d.train_x.shape[1:]), dtype=d.train_x.dtype, device=idx.device)
+            y = torch.empty((n,), dtype=d.train_y.dtype, device=idx.device)
             self.batch = (x, y, x.view(*idx.shape, *x.shape[1:]), y.view(idx.shape))
-        x, y, x_seeds, y_seeds = self.batch
-        torch.index_select(d.train_x, 0, flat, out=x)  # a third of advanced indexing's cost here (14 vs 51 µs)
-        torch.index_select(d.train_y, 0, flat, out=y)
-        per = self.stack.loss_and_grads(self.params, x_seeds, y_seeds, self.step, **self.kw)  # [S, R]; sets .grad
+        return self.batch
+
+    def _mask_grads(self) -> None:
         if self.grads_masked:
             torch._foreach_mul_([p.grad for p in self.grads_masked], self.mask_list)
+
+    def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
+        x, y, x_seeds, y_seeds = self._batch(idx)
+        flat = idx.reshape(-1)
+        torch.index_select(self.data.train_x, 0, flat, out=x)  # a third of advanced indexing's cost here (14 vs 51 µs)
+        torch.index_select(self.data.train_y, 0, flat, out=y)
+        per = self.stack.loss_and_grads(self.params, x_seeds, y_seeds, self.step, **self.kw)  # [S, R]; sets .grad
+        self._mask_grads()
         self.optimizer.step(lr)
         self.loss_sum.add_(per.detach())  # float32 into a float64 sum
+
+    def kernels(self, t: int, lr: float) -> list[tuple]:
+        """Step t as (op, args, kwargs) kernels, in order: run one after another under no_grad they
+        take the step `self(t, lr)` takes, bit for bit (tested), so each can be timed alone
+        (benchmarks/common.py: a step's floor on this machine). A stack that is not built from
+        kernels (vmap, loop) counts as one."""
+        self.step = t
+        idx = self.data_order.indices(t)
+        x, y, x_seeds, y_seeds = self._batch(idx)
+        flat = idx.reshape(-1)
+        gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),
+                  (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]
+        if hasattr(self.stack, "kernels"):
+            calls, per = self.stack.kernels(self.params, x_seeds, y_seeds, t, **self.kw)
+        else:
+            per = torch.empty(idx.shape[0], self.loss_sum.shape[-1], device=idx.device)
+            calls = [(self._whole_stack, (x_seeds, y_seeds, t, per), {})]
+        return gather + calls + [(self._mask_grads, (), {}), (self.optimizer.step, (lr,), {}),
+                                 (torch.Tensor.add_, (self.loss_sum, per), {})]
+
+    def _whole_stack(self, x, y, t: int, per: torch.Tensor) -> None:
+        per.copy_(self.stack.loss_and_grads(self.params, x, y, t, **self.kw))
 
     def graph(self, example_idx: torch.Tensor) -> None:
         """Replay the step as a CUDA graph from now on (lottery.graphs)."""

@@ -159,6 +159,7 @@ class GroupTrainer:
         if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
             self.lrs = [self.lrs[-1]] * self.total
 
+        self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
         noise_seeds = [r.noise_seed if r.noise_seed is not None else derive(r.data_seed, "noise", k % self.R)
                        for k, r in enumerate(ordered)]
         self.stack = make_stack(template, self.S, self.R, engine, example=(self.data.train_x[:2], self.data.train_y[:2]),
@@ -221,7 +222,7 @@ class GroupTrainer:
         self.best_step = torch.zeros(self.S, self.R, dtype=torch.int64)
         self.best = self._snapshot()
         self.snapshots = {}
-        self.train_loss_sum = torch.zeros(self.S, self.R, dtype=torch.float64, device=self.device)
+        self.train_loss_sum.zero_()
         resumed = self._restore()
         self.resumed_from_step = self.step
         lanes = self._programs()
@@ -304,7 +305,7 @@ class GroupTrainer:
         """The lanes' plan (lottery.lanes.schedule) and a program for each of its pieces' units,
         keyed (first, last): one program over the whole group when there is one lane. Built after a
         restore, so the optimiser parts start from the restored state."""
-        masked = [n for n in self.masks if not bool(self.masks[n].all())]  # all ones (dense): 0.1–0.3 ms a step saved
+        masked = self._masked()
         self.lanes, dim = self._lanes()
         units = (self.S, self.R)[dim]
         if self.lanes == 1:
@@ -326,6 +327,15 @@ class GroupTrainer:
             order = DataOrder(self.data_order.n, self.cfg.batch_size, seeds[sl] if dim == 0 else seeds).to(self.device)
             programs[(first, last)] = self._program(index, params, stack, optimizer, order, masked)
         return {"plan": plan, "programs": programs}
+
+    def _masked(self) -> list[str]:
+        """The parameters whose gradients need masking: all-ones masks (dense) are skipped, 0.1–0.3 ms a step."""
+        return [n for n in self.masks if not bool(self.masks[n].all())]
+
+    def program(self) -> TrainStep:
+        """The whole group as one program on all threads (what `run` steps when there is one lane),
+        over this trainer's state: for timing a step's kernels (TrainStep.kernels, benchmarks/)."""
+        return self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, self._masked())
 
     def _program(self, index, params, stack, optimizer, data_order, masked: list[str]) -> TrainStep:
         return TrainStep(self.data, params, stack, optimizer, data_order,

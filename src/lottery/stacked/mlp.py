@@ -217,16 +217,28 @@ class MLPStack:
             call(torch.sum, dz, 1, out=first["gb"])
         return calls, per
 
+    def _built(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               masks: dict[str, torch.Tensor] | None) -> tuple[list[dict], list, torch.Tensor]:
+        """The training plan, the step built over it and its loss buffer: built again only when
+        the tensors it works on change."""
+        plan = self._training_plan(params, masks or {})
+        key = (plan, x, y)
+        if self._step is None or any(a is not b for a, b in zip(key, self._step[0])):
+            self._step = (key, *self._build(plan, x.reshape(self.S, x.shape[1], -1), y))
+        return plan, self._step[1], self._step[2]
+
+    def kernels(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
+                masks: dict[str, torch.Tensor] | None = None) -> tuple[list[tuple], torch.Tensor]:
+        """The built step as (op, args, kwargs) kernels, in order, and the [S, R] loss buffer they
+        fill: run under no_grad, they are `loss_and_grads` (lottery.step.TrainStep.kernels)."""
+        _, calls, per = self._built(params, x, y, masks)
+        return list(calls), per
+
     def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
                        masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Each replicate's mean loss [S, R], and `.grad` set on every parameter. Passing the same x
         and y tensors every step (refilled in place) lets the built step be replayed."""
-        plan = self._training_plan(params, masks or {})
-        key = (plan, x, y)
-        if self._step is None or any(a is not b for a, b in zip(key, self._step[0])):
-            built = self._build(plan, x.reshape(self.S, x.shape[1], -1), y)
-            self._step = (key, *built)
-        _, calls, per = self._step
+        plan, calls, per = self._built(params, x, y, masks)
         with torch.no_grad():
             for op, args, kwargs in calls:
                 op(*args, **kwargs)
