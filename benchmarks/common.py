@@ -20,7 +20,7 @@ from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
 from lottery.models import build  # noqa: E402
-from lottery.train import Replicate, train  # noqa: E402
+from lottery.train import GroupTrainer, Replicate  # noqa: E402
 
 THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", usable_cores()))  # as `lottery run` does
 torch.set_num_threads(THREADS)
@@ -58,15 +58,79 @@ def replicates(data, model_name, k, seeds_per_stream=1, density=1.0, seed=0):
     return model, reps
 
 
-def time_engine(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
-    """Seconds for `steps` steps of k replicates as one program (evaluation only at the ends)."""
+def engine_trainer(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
+    """A trainer for `steps` steps of k replicates as one group (evaluation only at the ends)."""
     per_stream = k // (streams or k)
     model, reps = replicates(data, model_name, k, per_stream, density)
     cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=batch_size, length=str(steps), eval_every=str(10 ** 9))
-    small = tiny_eval(data)
+    return GroupTrainer(model, reps, tiny_eval(data), cfg, **kw)
+
+
+def time_engine(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
+    """Seconds for `steps` steps of k replicates as one program (evaluation only at the ends)."""
     t = time.perf_counter()
-    train(model, reps, small, cfg, **kw)
+    engine_trainer(data, model_name, k, steps, streams, batch_size, lr, density, **kw).run()
     return time.perf_counter() - t
+
+
+PRODUCTS = (torch.mm, torch.addmm, torch.bmm, torch.baddbmm)
+
+
+def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
+    """A step's floor on this machine, in seconds: its matrix products, gradient masks and
+    optimiser update (TrainStep.kernels) each timed alone, its operands hot in cache (best of 3 ×
+    `repeats` calls), and summed; all else the step does (activations, loss, the batch) counted as
+    free. No schedule of these kernels takes less: the engine's time above it is its own overhead
+    and the cost of running them together, their operands no longer in cache.
+
+    Timed on all threads and on one (divided by the threads: lanes, each a thread, at best), the
+    lower of the two is the floor. Also: the products' GFLOP/s at their own shapes."""
+    program = trainer.program()
+    for t in range(warmup):
+        program(t, lr)
+    kernels = program.kernels(warmup, lr)
+    with torch.no_grad():
+        for op, args, kwargs in kernels:
+            op(*args, **kwargs)
+
+    def kind(op, args):
+        if op in PRODUCTS:
+            return "products"
+        if op == program.optimizer.step:
+            return "optimizer"
+        masking = op is torch.Tensor.mul_ and isinstance(args[1], torch.Tensor) and args[1].shape == args[0].shape
+        return "masks" if masking or op == program._mask_grads else None
+
+    def alone(op, args, kwargs):
+        best = float("inf")
+        with torch.no_grad():
+            op(*args, **kwargs)
+            for _ in range(3):
+                t = time.perf_counter()
+                for _ in range(repeats):
+                    op(*args, **kwargs)
+                best = min(best, (time.perf_counter() - t) / repeats)
+        return best
+
+    flops = sum(2 * kw["out"].numel() * args[-2].shape[-1] for op, args, kw in kernels if op in PRODUCTS)
+    by_threads = {}
+    for threads in sorted({1, THREADS}, reverse=True):
+        torch.set_num_threads(threads)
+        lanes = THREADS if threads == 1 else 1
+        parts = {"products": 0.0, "masks": 0.0, "optimizer": 0.0}
+        for op, args, kwargs in kernels:
+            if (k := kind(op, args)) is not None:
+                parts[k] += alone(op, args, kwargs) / lanes
+        by_threads[threads] = parts
+    torch.set_num_threads(THREADS)
+    threads, parts = min(by_threads.items(), key=lambda kv: sum(kv[1].values()))
+    return {"floor": sum(parts.values()), "threads": threads, **parts, "gflops": flops / parts["products"] / 1e9}
+
+
+def describe_floor(f: dict) -> str:
+    how = "on all threads" if f["threads"] == THREADS else f"on one thread, / {THREADS} lanes"
+    return (f"products {f['products'] * 1e3:.2f} ms ({f['gflops']:.0f} GFLOP/s at their shapes), masks "
+            f"{f['masks'] * 1e3:.2f} ms, optimiser {f['optimizer'] * 1e3:.2f} ms a step ({how})")
 
 
 def tiny_eval(data):

@@ -5,11 +5,17 @@ Limit: 6 × parameters × 55,000 examples per epoch at the machine's dense fp32 
 kept, as at IMP level 1), with K = 1, 3 (one seed: ticket + both controls sharing a data
 order) and 9 (three seeds × three branches) replicates trained as one program.
 
+Beside each, the floor of the step's own kernels on this machine (common.step_floor: its matrix
+products, gradient masks and optimiser update timed alone, all else free), in the same units:
+how much of the distance to the limit is the kernels' (their speed at these shapes on this
+machine) and how much the engine's (engine / floor).
+
 This machine's speed drifts by ±10% from second to second (a shared host), so the peak and
 every engine timing are measured in alternation, several times, and the best of each is kept.
 """
 
-from common import lenet_flops_per_epoch, matmul_gflops, mnist, result, spread, time_engine
+from common import (describe_floor, engine_trainer, lenet_flops_per_epoch, matmul_gflops, mnist, result, spread,
+                    step_floor, time_engine)
 
 STEPS, ROUNDS = 300, 5
 CASES = ((1, 1), (3, 1), (9, 3))  # (K replicates, data streams)
@@ -38,7 +44,14 @@ for _ in range(ROUNDS):
 limit = limit_for(best_peak)
 print(f"matmul peak {best_peak:.0f} GFLOP/s  ->  limit {limit:.3f} s per model-epoch (best of {ROUNDS})")
 ratios = {k: best[k] / limit for k in best}
+floors = {}
 for k, streams in CASES:
+    # what the step's own kernels cost alone on this machine (common.step_floor): no engine can beat it with them
+    floor = step_floor(engine_trainer(data, "lenet_300_100", k, 10 ** 6, streams=streams, density=0.8), 1.2e-3)
+    floors[k] = floor["floor"] * steps_per_epoch / k / limit
     print(f"K={k} ({streams} data stream{'s' if streams > 1 else ''}): {best[k]:.3f} s per model-epoch "
           f"= {ratios[k]:.2f} x the limit; {spread(per_round[k])}")
-result(ratio_k1=ratios[1], ratio_k3=ratios[3], ratio_k9=ratios[9], matmul_gflops=best_peak)
+    print(f"    floor of its kernels alone {floors[k]:.2f} x the limit (engine {ratios[k] / floors[k]:.2f} x it): "
+          f"{describe_floor(floor)}")
+result(ratio_k1=ratios[1], ratio_k3=ratios[3], ratio_k9=ratios[9], matmul_gflops=best_peak,
+       floor_k1=floors[1], floor_k3=floors[3], floor_k9=floors[9])
