@@ -19,6 +19,7 @@ from lottery import pruning  # noqa: E402
 from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
+from lottery.lanes import lane_count  # noqa: E402
 from lottery.models import build  # noqa: E402
 from lottery.train import GroupTrainer, Replicate  # noqa: E402
 
@@ -83,8 +84,9 @@ def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
     free. No schedule of these kernels takes less: the engine's time above it is its own overhead
     and the cost of running them together, their operands no longer in cache.
 
-    Timed on all threads and on one (divided by the threads: lanes, each a thread, at best), the
-    lower of the two is the floor. Also: the products' GFLOP/s at their own shapes."""
+    Timed on all threads and, where the group splits into lanes (lottery.lanes), on one thread
+    divided by the lanes (each lane a thread, at best): the lower of the two is the floor. Also:
+    the products' GFLOP/s at their own shapes."""
     program = trainer.program()
     for t in range(warmup):
         program(t, lr)
@@ -113,10 +115,12 @@ def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
         return best
 
     flops = sum(2 * kw["out"].numel() * args[-2].shape[-1] for op, args, kw in kernels if op in PRODUCTS)
+    units = trainer.S if trainer.S > 1 else trainer.R  # what lanes split: seeds, or one seed's replicates
+    split = lane_count(units, THREADS)
     by_threads = {}
-    for threads in sorted({1, THREADS}, reverse=True):
+    for threads in sorted({1 if split > 1 else THREADS, THREADS}, reverse=True):
         torch.set_num_threads(threads)
-        lanes = THREADS if threads == 1 else 1
+        lanes = split if threads == 1 and split > 1 else 1
         parts = {"products": 0.0, "masks": 0.0, "optimizer": 0.0}
         for op, args, kwargs in kernels:
             if (k := kind(op, args)) is not None:
@@ -124,11 +128,12 @@ def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
         by_threads[threads] = parts
     torch.set_num_threads(THREADS)
     threads, parts = min(by_threads.items(), key=lambda kv: sum(kv[1].values()))
-    return {"floor": sum(parts.values()), "threads": threads, **parts, "gflops": flops / parts["products"] / 1e9}
+    return {"floor": sum(parts.values()), "threads": threads, "lanes": split if threads == 1 else 1, **parts,
+            "gflops": flops / parts["products"] / 1e9}
 
 
 def describe_floor(f: dict) -> str:
-    how = "on all threads" if f["threads"] == THREADS else f"on one thread, / {THREADS} lanes"
+    how = "on all threads" if f["threads"] == THREADS else f"on one thread, / {f['lanes']} lanes"
     return (f"products {f['products'] * 1e3:.2f} ms ({f['gflops']:.0f} GFLOP/s at their shapes), masks "
             f"{f['masks'] * 1e3:.2f} ms, optimiser {f['optimizer'] * 1e3:.2f} ms a step ({how})")
 
