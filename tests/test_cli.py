@@ -62,14 +62,15 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out
 
 
-def test_cuda_graphs_can_be_turned_off(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, option", [("--no-cuda-graphs", "cuda_graphs"), ("--no-script", "script")])
+def test_compiled_steps_can_be_turned_off(tmp_path, monkeypatch, flag, option):
     import lottery.cli
 
     seen = []
     monkeypatch.setattr(lottery.cli, "_run_one", lambda cfg, options, quiet: seen.append(options) or tmp_path)
-    for flags in ([], ["--no-cuda-graphs"]):
+    for flags in ([], [flag]):
         assert main(["run", "synthetic-tiny", "--store", str(tmp_path), "--quiet", *flags]) == 0
-    assert [o.cuda_graphs for o in seen] == [True, False]
+    assert [getattr(o, option) for o in seen] == [True, False]
 
 
 def test_a_list_of_rewinding_points_runs_one_experiment_each(tmp_path, capsys):
@@ -102,3 +103,4 @@ def test_export_and_compare(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train.lr: 0.003 → 0.01" in out or "train.lr: 0.01 → 0.003" in out
     assert "random_prune" in out and "B − A" in out
+

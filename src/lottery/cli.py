@@ -100,7 +100,8 @@ def cmd_run(args) -> int:
     _set_threads(args.threads)
     options = RunOptions(store=args.store, data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
                          vectorise=not args.no_vectorise, engine=args.engine, device=args.device,
-                         cuda_graphs=not args.no_cuda_graphs, lanes=args.lanes)
+                         cuda_graphs=not args.no_cuda_graphs, script=not args.no_script,
+                         lanes=args.lanes)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [with_changes(cfg, rewind_step=k) for k in rewinds] or [cfg]
     run_dirs = [_run_one(c, options, args.quiet) for c in configs]
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cuda-graphs", action="store_true",
                    help="on a GPU, launch the MLP engine's kernels one by one instead of replaying a CUDA graph "
                         "(slower; its learning rate is not rounded to float32)")
+    r.add_argument("--no-script", action="store_true",
+                   help="on the CPU, run the MLP engine's kernels from Python instead of as one TorchScript "
+                        "function (same numbers; slower, most in lanes)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

@@ -19,7 +19,7 @@ import torch
 
 from lottery import graphs as cuda_graphs
 from lottery import masks as masks_lib
-from lottery import models, pruning
+from lottery import models, pruning, scripted
 from lottery.branches import BRANCHES, Start
 from lottery.config import ConfigError, ExperimentConfig, to_steps
 from lottery.data import Dataset, load_dataset
@@ -42,6 +42,7 @@ class RunOptions:
     engine: str = "auto"  # auto | mlp | vmap | loop: how a stack runs (see lottery.stacked)
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
     cuda_graphs: bool = True  # on CUDA, replay the MLP engine's step as a graph (lottery.graphs)
+    script: bool = True  # on the CPU, compile the MLP engine's step to TorchScript (lottery.scripted)
     lanes: int | None = None  # CPU: seeds trained side by side in threads; None: automatic (lottery.lanes)
 
 
@@ -186,6 +187,7 @@ class Experiment:
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
                   "units": len(all_units), "vectorise": self.vectorise, "engine": self.engine,
                   "cuda_graphs": cuda_graphs.applies(self.options.cuda_graphs, self.device, self.engine),
+                  "script": scripted.applies(self.options.script, self.device, self.engine),
                   "lanes": self.options.lanes or "auto",
                   **environment(self.device)}
         self.store.log_invocation({"event": "started", "time": started, **record})
@@ -224,7 +226,7 @@ class Experiment:
                         snapshot_steps=(self.rewind_step,) if level == 0 else (), checkpoint=checkpoint,
                         checkpoint_every=self.options.checkpoint_every, progress=self.reporter.step,
                         engine=self.engine, lr_mode=lr_mode, device=self.device, graphs=self.options.cuda_graphs,
-                        lanes=self.options.lanes,
+                        script=self.options.script, lanes=self.options.lanes,
                         start_step=0 if level == 0 else self.rewind_step)  # pruned levels continue from step k
         for unit, (rep, seeds_used), res in zip(group, prepared, results):
             weights = {"mask": rep.mask, "init": rep.init, "final": res.final}
@@ -244,7 +246,7 @@ class Experiment:
             "test_acc_end": res.test_acc_end, "test_acc_early_stop": res.test_acc_early_stop,
             "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
             "steps": res.steps, "samples": samples, "train_seconds": res.train_seconds,
-            "group_size": res.extra["group_size"], "lanes": res.extra["lanes"],
+            "group_size": res.extra["group_size"], "lanes": res.extra["lanes"], "scripted": res.extra["scripted"],
             "resumed_from_step": res.extra["resumed_from_step"],
             "rewind_step": self.rewind_step, "params_total": total, "params_alive": alive,
             # forward + backward ≈ 6 FLOPs per weight per example; effective counts only unpruned weights

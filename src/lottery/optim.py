@@ -66,27 +66,36 @@ class Optimizer:
     @torch.no_grad()
     def step(self, lr: float) -> None:
         """One update of every parameter from its `.grad`, at learning rate `lr`."""
-        c = self.cfg
         if self.fallback is not None:
             for group in self.fallback.param_groups:
                 group["lr"] = lr
             self.fallback.step()
             return
+        for op, args, kwargs in self.kernels(lr):
+            op(*args, **kwargs)
+
+    def kernels(self, lr) -> list[tuple] | None:
+        """The next update as (op, args, kwargs) kernels over the parameters' current `.grad`s:
+        `step(lr)` without its Python, for a step compiled whole (lottery.scripted); None for
+        torch.optim's fallback. Asking counts as issuing the update (`first_step` ends): the
+        first SGD step with momentum fills its buffers, unlike the steps after it."""
+        if self.fallback is not None:
+            return None
+        c = self.cfg
         params, grads, state = self.params, [p.grad for p in self.params], self.state
         if any(g is None for g in grads):  # a parameter the loss does not use: skipped, as torch.optim does
             used = [i for i, g in enumerate(grads) if g is not None]
             params, grads = [params[i] for i in used], [grads[i] for i in used]
             state = {k: [ts[i] for i in used] for k, ts in state.items()}
+        first, self.first_step = self.first_step, False
         if c.optimizer == "adam":
-            self.steps.add_(1)
-            torch._fused_adam_(params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"], lr=lr,
-                               beta1=0.9, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8, amsgrad=False,
-                               maximize=False)
-        else:
-            torch._fused_sgd_(params, grads, state.get("momentum_buffer", []), weight_decay=c.weight_decay,
-                              momentum=c.momentum, lr=lr, dampening=0.0, nesterov=c.nesterov, maximize=False,
-                              is_first_step=self.first_step and bool(c.momentum))
-        self.first_step = False
+            return [(torch.Tensor.add_, (self.steps, 1), {}),
+                    (torch._fused_adam_, (params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"]),
+                     dict(lr=lr, beta1=0.9, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8, amsgrad=False,
+                          maximize=False))]
+        return [(torch._fused_sgd_, (params, grads, state.get("momentum_buffer", [])),
+                 dict(weight_decay=c.weight_decay, momentum=c.momentum, lr=lr, dampening=0.0, nesterov=c.nesterov,
+                      maximize=False, is_first_step=first and bool(c.momentum)))]
 
     def part(self, index) -> "Optimizer":
         """This optimiser over `t[index]` of every parameter and state tensor: views of the same

@@ -8,7 +8,7 @@ from lottery.store import RunStore, Unit
 COLUMNS = [
     "experiment", "branch", "level", "seed", "fraction_remaining",
     "test_acc_end", "test_acc_early_stop", "val_acc_end", "early_stop_step",
-    "steps", "samples", "train_seconds", "group_size", "lanes", "resumed_from_step", "rewind_step",
+    "steps", "samples", "train_seconds", "group_size", "lanes", "scripted", "resumed_from_step", "rewind_step",
     "params_total", "params_alive", "train_flops_dense", "train_flops_effective",
     "score_flops", "score_seconds", "find_flops", "find_seconds", "early_bird_step",
     "model_seed", "data_seed", "control_seed",

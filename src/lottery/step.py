@@ -1,8 +1,14 @@
 """One training step of a stacked group, or of one lane's slice of it (lottery.lanes)."""
 
+import logging
+
 import torch
 
 from lottery import graphs as cuda_graphs
+from lottery.scripted import INDICES, RATE, NotCompilable, ScriptedStep
+
+log = logging.getLogger("lottery")
+_warned: set[str] = set()
 
 
 class TrainStep:
@@ -10,18 +16,21 @@ class TrainStep:
 
     `params` are the tensors the stack and `optimizer` work on (the group's, or views of one
     lane's slice of them), `masks` the masks of the pruned parameters over the same slice, and
-    `loss_sum` where each replicate's training loss accumulates."""
+    `loss_sum` where each replicate's training loss accumulates. With `script`, the step is
+    compiled to TorchScript once the optimiser has taken its first step (lottery.scripted)."""
 
     def __init__(self, data, params: dict[str, torch.Tensor], stack, optimizer, data_order,
-                 masks: dict[str, torch.Tensor], loss_sum: torch.Tensor):
+                 masks: dict[str, torch.Tensor], loss_sum: torch.Tensor, script: bool = False):
         self.data, self.params, self.stack, self.optimizer = data, params, stack, optimizer
         self.data_order, self.loss_sum, self.graphed = data_order, loss_sum, None
+        self.script, self.scripted = script, None  # asked for; the ScriptedStep once compiled and checked
         # the stack masks the gradients it can while they are in cache; the rest, after it
         in_stack = {n: m for n, m in masks.items() if n in stack.masks_gradients_of}
         self.grads_masked = [params[n] for n in masks if n not in in_stack]
         self.mask_list = [masks[n] for n in masks if n not in in_stack]
         self.kw = {"masks": in_stack} if in_stack else {}
         self.batch = None  # (x, y, and their [S, B] views): where each step's examples are gathered
+        self.per = None  # each replicate's loss of the step, for stacks that return it (vmap, loop)
         self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -32,48 +41,88 @@ class TrainStep:
             x = torch.empty((n, *d.train_x.shape[1:]), dtype=d.train_x.dtype, device=idx.device)
             y = torch.empty((n,), dtype=d.train_y.dtype, device=idx.device)
             self.batch = (x, y, x.view(*idx.shape, *x.shape[1:]), y.view(idx.shape))
+            self.per = torch.empty(idx.shape[0], self.loss_sum.shape[-1], device=idx.device)
         return self.batch
+
+    def _kernels(self, flat, lr) -> list[tuple]:
+        """The step on the examples `flat` (the batch's indices, seed after seed) at rate `lr`, as
+        (op, args, kwargs) kernels in order, over the batch tensors `_batch` made. A stack built
+        from kernels (the MLP engine) keeps its gradients in the same tensors every step, so the
+        masking and the update are listed too; other stacks make new gradients each step, and
+        their stack, masking and update run as three opaque calls."""
+        x, y, x_seeds, y_seeds = self.batch
+        gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),  # a third of advanced
+                  (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]  # indexing's cost (14 vs 51 µs)
+        if not hasattr(self.stack, "kernels"):
+            return gather + [(self._whole_stack, (x_seeds, y_seeds, self.per), {}), (self._mask_grads, (), {}),
+                             (self.optimizer.step, (lr,), {}), (torch.Tensor.add_, (self.loss_sum, self.per), {})]
+        calls, per = self.stack.kernels(self.params, x_seeds, y_seeds, self.step, **self.kw)  # sets .grad
+        masking = [(torch._foreach_mul_, ([p.grad for p in self.grads_masked], self.mask_list), {})] \
+            if self.grads_masked else []
+        update = self.optimizer.kernels(lr) or [(self.optimizer.step, (lr,), {})]
+        return gather + calls + masking + update + [(torch.Tensor.add_, (self.loss_sum, per), {})]  # into float64
+
+    def _whole_stack(self, x, y, per: torch.Tensor) -> None:
+        per.copy_(self.stack.loss_and_grads(self.params, x, y, self.step, **self.kw))
 
     def _mask_grads(self) -> None:
         if self.grads_masked:
             torch._foreach_mul_([p.grad for p in self.grads_masked], self.mask_list)
 
+    @torch.no_grad()
     def step_on(self, idx: torch.Tensor, lr) -> None:  # idx [S, B]; everything it writes, in place
-        x, y, x_seeds, y_seeds = self._batch(idx)
-        flat = idx.reshape(-1)
-        torch.index_select(self.data.train_x, 0, flat, out=x)  # a third of advanced indexing's cost here (14 vs 51 µs)
-        torch.index_select(self.data.train_y, 0, flat, out=y)
-        per = self.stack.loss_and_grads(self.params, x_seeds, y_seeds, self.step, **self.kw)  # [S, R]; sets .grad
-        self._mask_grads()
-        self.optimizer.step(lr)
-        self.loss_sum.add_(per.detach())  # float32 into a float64 sum
+        self._batch(idx)
+        for op, args, kwargs in self._kernels(idx.reshape(-1), lr):
+            op(*args, **kwargs)
 
     def kernels(self, t: int, lr: float) -> list[tuple]:
         """Step t as (op, args, kwargs) kernels, in order: run one after another under no_grad they
         take the step `self(t, lr)` takes, bit for bit (tested), so each can be timed alone
-        (benchmarks/common.py: a step's floor on this machine). A stack that is not built from
-        kernels (vmap, loop) counts as one."""
+        (benchmarks/common.py: a step's floor on this machine)."""
         self.step = t
         idx = self.data_order.indices(t)
-        x, y, x_seeds, y_seeds = self._batch(idx)
-        flat = idx.reshape(-1)
-        gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),
-                  (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]
-        if hasattr(self.stack, "kernels"):
-            calls, per = self.stack.kernels(self.params, x_seeds, y_seeds, t, **self.kw)
-        else:
-            per = torch.empty(idx.shape[0], self.loss_sum.shape[-1], device=idx.device)
-            calls = [(self._whole_stack, (x_seeds, y_seeds, t, per), {})]
-        return gather + calls + [(self._mask_grads, (), {}), (self.optimizer.step, (lr,), {}),
-                                 (torch.Tensor.add_, (self.loss_sum, per), {})]
-
-    def _whole_stack(self, x, y, t: int, per: torch.Tensor) -> None:
-        per.copy_(self.stack.loss_and_grads(self.params, x, y, t, **self.kw))
+        self._batch(idx)
+        return self._kernels(idx.reshape(-1), lr)
 
     def graph(self, example_idx: torch.Tensor) -> None:
         """Replay the step as a CUDA graph from now on (lottery.graphs)."""
         self.graphed = cuda_graphs.GraphedStep(self.step_on, example_idx)
 
+    def _compile(self, idx: torch.Tensor, lr: float) -> None:
+        """Take this step (idx [S, B]) in Python and compiled, from the same state: keep the compiled
+        step if it took the same step bit for bit, else say why once and stay in Python."""
+        self._batch(idx)
+        self.script = False
+        try:
+            scripted = ScriptedStep(self._kernels(INDICES, RATE))
+        except (NotCompilable, RuntimeError) as e:  # RuntimeError: what TorchScript refuses
+            self.step_on(idx, lr)
+            _warn_once(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
+            return
+        opt = self.optimizer
+        state = [*self.params.values(), *(t for ts in opt.state.values() for t in ts), self.loss_sum]
+        flat = idx.reshape(-1)
+        with torch.no_grad():
+            if scripted.check(lambda: self.step_on(idx, lr), lambda: scripted(flat, lr), state):
+                self.scripted = scripted
+            else:
+                _warn_once("the training step stays in Python: compiled to TorchScript, it did not take the same "
+                           f"step bit for bit (torch {torch.__version__})")
+
     def __call__(self, t: int, lr: float) -> None:
         self.step = t
-        (self.graphed or self.step_on)(self.data_order.indices(t), lr)
+        idx = self.data_order.indices(t)
+        if self.graphed is not None:
+            self.graphed(idx, lr)
+        elif self.scripted is not None:
+            self.scripted(idx.reshape(-1), lr)
+        elif self.script and not self.optimizer.first_step:  # SGD's first step is unlike the rest
+            self._compile(idx, lr)
+        else:
+            self.step_on(idx, lr)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lottery import graphs as cuda_graphs
+from lottery import scripted
 from lottery.config import TrainConfig, to_steps
 from lottery.data import Dataset
 from lottery.lanes import Piece, lane_count, run_lanes, schedule
@@ -124,10 +125,12 @@ class GroupTrainer:
     def __init__(self, template: nn.Module, replicates: list[Replicate], data: Dataset, cfg: TrainConfig,
                  *, snapshot_steps: tuple[int, ...] = (), checkpoint=None, checkpoint_every: int = 1000,
                  progress=None, engine: str = "auto", lr_mode: str = "schedule", on_eval=None,
-                 start_step: int = 0, device="cpu", graphs: bool = True, lanes: int | None = None):
+                 start_step: int = 0, device="cpu", graphs: bool = True, script: bool = True,
+                 lanes: int | None = None):
         self.device = torch.device(device)
         self.template, self.lanes_requested = template, lanes  # lanes: None = automatic (lottery.lanes)
         self.graphs = graphs  # on CUDA, replay the MLP engine's step as a CUDA graph (lottery.graphs)
+        self.script = script  # on the CPU, compile the MLP engine's step to TorchScript (lottery.scripted)
         self.graphed = None  # the GraphedStep of the last run(), if it used one
         self.data, self.cfg = (data if data.train_x.device == self.device else data.to(self.device)), cfg
         self.on_eval = on_eval  # (step, params) → True to stop training there (early-bird search)
@@ -243,6 +246,7 @@ class GroupTrainer:
                 self._save()
         if self.checkpoint:
             self._save()  # the finished state: a crash while writing results costs no retraining
+        self.scripted = all(p.scripted is not None for p in lanes["programs"].values())
         seconds = time.perf_counter() - started
         return self._results(seconds)
 
@@ -338,8 +342,9 @@ class GroupTrainer:
         return self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, self._masked())
 
     def _program(self, index, params, stack, optimizer, data_order, masked: list[str]) -> TrainStep:
+        script = scripted.applies(self.script, self.device, stack.name) and optimizer.fallback is None
         return TrainStep(self.data, params, stack, optimizer, data_order,
-                         {n: self.masks[n][index] for n in masked}, self.train_loss_sum[index])
+                         {n: self.masks[n][index] for n in masked}, self.train_loss_sum[index], script=script)
 
     def _maybe_snapshot(self):
         if self.step in self.snapshot_steps and self.step not in self.snapshots:
@@ -377,7 +382,8 @@ class GroupTrainer:
                 val_acc_end=self.history[-1]["val_acc"][k],
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
                 train_seconds=seconds / self.K, steps=self.step - self.start_step,
-                extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step, "lanes": self.lanes})
+                extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step, "lanes": self.lanes,
+                       "scripted": self.scripted})
         return out
 
 

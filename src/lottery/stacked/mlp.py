@@ -220,11 +220,17 @@ class MLPStack:
     def _built(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                masks: dict[str, torch.Tensor] | None) -> tuple[list[dict], list, torch.Tensor]:
         """The training plan, the step built over it and its loss buffer: built again only when
-        the tensors it works on change."""
+        the tensors it works on change. Every parameter's `.grad` is its gradient buffer."""
         plan = self._training_plan(params, masks or {})
         key = (plan, x, y)
         if self._step is None or any(a is not b for a, b in zip(key, self._step[0])):
             self._step = (key, *self._build(plan, x.reshape(self.S, x.shape[1], -1), y))
+        for v in plan:  # re-attach the buffers if anyone detached them (e.g. zero_grad(set_to_none))
+            w, b = v["params"]
+            if w.grad is not v["grads"][0]:
+                w.grad = v["grads"][0]
+            if b is not None and b.grad is not v["grads"][1]:
+                b.grad = v["grads"][1]
         return plan, self._step[1], self._step[2]
 
     def kernels(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
@@ -238,16 +244,10 @@ class MLPStack:
                        masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Each replicate's mean loss [S, R], and `.grad` set on every parameter. Passing the same x
         and y tensors every step (refilled in place) lets the built step be replayed."""
-        plan, calls, per = self._built(params, x, y, masks)
+        _, calls, per = self._built(params, x, y, masks)
         with torch.no_grad():
             for op, args, kwargs in calls:
                 op(*args, **kwargs)
-        for v in plan:  # re-attach the buffers if anyone detached them (e.g. zero_grad(set_to_none))
-            w, b = v["params"]
-            if w.grad is not v["grads"][0]:
-                w.grad = v["grads"][0]
-            if b is not None and b.grad is not v["grads"][1]:
-                b.grad = v["grads"][1]
         return per.clone()  # the buffer is refilled next step; the caller's copy stays
 
     def logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

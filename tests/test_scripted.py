@@ -1,0 +1,122 @@
+"""The training step compiled to TorchScript (lottery.scripted) trains as the Python loop does."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from lottery import scripted
+from lottery.config import DataConfig, TrainConfig
+from lottery.data import load_dataset
+from lottery.scripted import INDICES, RATE, NotCompilable, ScriptedStep
+from lottery.train import train
+from test_lanes import group
+from test_train import crash_and_resume_group
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset(DataConfig("synthetic", 200))
+
+
+def assert_same_training(a, b):
+    for x, y in zip(a, b):
+        for n in x.final:
+            assert torch.equal(x.final[n], y.final[n]), n
+        assert json.dumps(x.history) == json.dumps(y.history)  # training and validation losses, to the bit
+        assert (x.test_acc_end, x.early_stop_step) == (y.test_acc_end, y.early_stop_step)
+
+
+@pytest.mark.parametrize("opt", [
+    dict(optimizer="adam", lr=1e-2, weight_decay=1e-3),
+    dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),  # its first step is unlike the rest
+    dict(optimizer="sgd", lr=0.05),
+])
+@pytest.mark.parametrize("seeds, branches", [(2, 2), (5, 1)])  # per-seed products; one batched product (S > 4)
+def test_the_compiled_step_trains_bit_for_bit_as_python(data, opt, seeds, branches):
+    model, reps = group(data, seeds=seeds, branches=branches)
+    bias = next(n for n in reps[0].init if n.endswith("bias"))
+    for r in reps:  # a pruned bias: the trainer masks its gradient, not the stack
+        r.mask[bias] = torch.arange(r.init[bias].numel()) % 3 != 0
+        r.init[bias] = r.init[bias] * r.mask[bias]
+    cfg = TrainConfig(batch_size=40, length="3ep", eval_every="1ep", **opt)
+    compiled = train(model, reps, data, cfg, lanes=1)
+    python = train(model, reps, data, cfg, lanes=1, script=False)
+    assert {r.extra["scripted"] for r in compiled} == {True} and {r.extra["scripted"] for r in python} == {False}
+    assert_same_training(compiled, python)
+    for rep, res in zip(reps, compiled):
+        for n, m in rep.mask.items():
+            assert torch.all(res.final[n][~m] == 0.0), f"{n}: a pruned weight moved"
+            assert not torch.equal(res.final[n][m], rep.init[n][m]), f"{n}: kept weights should train"
+
+
+def test_compiled_lanes_and_a_resumed_run_are_the_python_run(data):
+    model, reps = group(data, seeds=3, branches=2)  # two lanes, seed 1 cut in two
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
+    python = train(model, reps, data, cfg, lanes=2, script=False)
+    compiled = train(model, reps, data, cfg, lanes=2)
+    assert {r.extra["scripted"] for r in compiled} == {True}
+    assert_same_training(compiled, python)
+    assert_same_training(crash_and_resume_group(model, reps, data, cfg, crash_at=11, every=4, lanes=2), python)
+
+
+def test_a_step_torchscript_cannot_hold_stays_in_python_and_says_why(data, monkeypatch, caplog):
+    def refuse(self, kernels):
+        raise NotCompilable("a kernel it cannot express")
+    monkeypatch.setattr(ScriptedStep, "__init__", refuse)
+    monkeypatch.setattr("lottery.step._warned", set())
+    model, reps = group(data, seeds=2, branches=1)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
+    with caplog.at_level(logging.WARNING, logger="lottery"):
+        refused = train(model, reps, data, cfg)
+    assert {r.extra["scripted"] for r in refused} == {False}
+    assert [r.getMessage() for r in caplog.records] == [
+        "the training step stays in Python: TorchScript cannot compile it (a kernel it cannot express)"]
+    assert_same_training(refused, train(model, reps, data, cfg, script=False))
+
+
+def test_a_compiled_step_that_does_not_match_python_is_not_used(data, monkeypatch, caplog):
+    """The check on the first compiled step: here a compiled step that skips the update."""
+    original = ScriptedStep.__init__
+
+    def without_update(self, kernels):
+        original(self, [k for k in kernels if k[0] is not torch._fused_adam_])
+    monkeypatch.setattr(ScriptedStep, "__init__", without_update)
+    monkeypatch.setattr("lottery.step._warned", set())
+    model, reps = group(data, seeds=2, branches=1)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
+    with caplog.at_level(logging.WARNING, logger="lottery"):
+        checked = train(model, reps, data, cfg)
+    assert {r.extra["scripted"] for r in checked} == {False}
+    assert "did not take the same step bit for bit" in caplog.text
+    assert_same_training(checked, train(model, reps, data, cfg, script=False))
+
+
+def test_a_compiled_fused_update_runs():
+    """Lists of tensors are arguments of the compiled step: a fused update on lists the function
+    built itself was dropped by TorchScript's dead-code elimination (torch 2.13, found here)."""
+    p, g = torch.zeros(3), torch.ones(3)
+    step = ScriptedStep([(torch._fused_sgd_, ([p], [g], []), dict(
+        weight_decay=0.0, momentum=0.0, lr=RATE, dampening=0.0, nesterov=False, maximize=False, is_first_step=False))])
+    assert "l0: List[Tensor]" in step.source and "[ts[" not in step.source
+    step(torch.zeros(0, dtype=torch.long), 0.5)
+    assert torch.equal(p, torch.full((3,), -0.5))
+
+
+def test_what_the_compiler_takes_and_refuses():
+    x, out = torch.arange(6.0).view(2, 3), torch.empty(2, 2)
+    step = ScriptedStep([(torch.index_select, (x, 1, INDICES), {"out": out}), (torch.Tensor.mul_, (out, RATE), {})])
+    step(torch.tensor([2, 0]), 2.0)
+    assert torch.equal(out, torch.tensor([[4.0, 0.0], [10.0, 6.0]]))
+    for kernel in [(print, (x,), {}), (torch.Tensor.mul_, (out, [1, 2]), {}), (torch.Tensor.mul_, (out, float("nan")), {})]:
+        with pytest.raises(NotCompilable):
+            ScriptedStep([kernel])
+    assert scripted.applies(True, "cpu", "mlp") and not scripted.applies(True, "cpu", "vmap")
+    assert not scripted.applies(False, "cpu", "mlp") and not scripted.applies(True, "cuda", "mlp")
+
+
+def test_other_engines_run_in_python(data):
+    model, reps = group(data, seeds=2, branches=1)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
+    assert {r.extra["scripted"] for r in train(model, reps, data, cfg, engine="vmap")} == {False}
