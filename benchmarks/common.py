@@ -98,10 +98,10 @@ def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
     def kind(op, args):
         if op in PRODUCTS:
             return "products"
-        if op == program.optimizer.step:
+        if op in (torch._fused_adam_, torch._fused_sgd_):
             return "optimizer"
         masking = op is torch.Tensor.mul_ and isinstance(args[1], torch.Tensor) and args[1].shape == args[0].shape
-        return "masks" if masking or op == program._mask_grads else None
+        return "masks" if masking or op is torch._foreach_mul_ else None
 
     def alone(op, args, kwargs):
         best = float("inf")
