@@ -2,11 +2,10 @@
 
 Why: lanes (lottery.lanes) are threads of one Python process, and each of the few dozen kernels a
 step calls from Python takes the interpreter's lock (the GIL) to start and to return, so two
-lanes of a small model queue for it all step long. Measured on a 2-core VM (8 MNIST-1D MLPs a
-lane, one thread each): a lane's step took 1.1 ms alone, 1.2 ms beside another *process* and 1.7
-ms beside another lane in threads; compiled, 0.89 ms beside another lane. TorchScript runs a
-function's kernels with the GIL released, and dispatches them without Python in between, which
-also shortens a single-threaded step (LeNet-300-100, one replicate: 1.45 → 1.09 ms).
+lanes of a small model queue for it all step long. A TorchScript function runs its kernels with
+the GIL released and dispatches them without Python in between. Measured side by side on a
+2-core VM, one thread a lane: a lane's step of 8 MNIST-1D MLPs took 1.10 ms alone and 1.43 ms
+beside another lane, compiled 1.01 and 1.08 ms; one LeNet-300-100 alone, 1.45 ms and 1.09 ms.
 
 The function is generated from the step's kernels (lottery.step.TrainStep.kernels): the same
 ATen ops on the same tensors with the same arguments, in the same order, so it trains bit for

@@ -9,6 +9,9 @@ from lottery.scripted import INDICES, RATE, NotCompilable, ScriptedStep
 
 log = logging.getLogger("lottery")
 _warned: set[str] = set()
+# steps on which a compiled step is checked against Python before it is used: TorchScript runs a
+# function's first call while profiling it and the later ones through the graph it then optimised
+CHECKED_STEPS = 2
 
 
 class TrainStep:
@@ -24,6 +27,7 @@ class TrainStep:
         self.data, self.params, self.stack, self.optimizer = data, params, stack, optimizer
         self.data_order, self.loss_sum, self.graphed = data_order, loss_sum, None
         self.script, self.scripted = script, None  # asked for; the ScriptedStep once compiled and checked
+        self._candidate, self._checked = None, 0  # the ScriptedStep being checked, and on how many steps
         # the stack masks the gradients it can while they are in cache; the rest, after it
         in_stack = {n: m for n, m in masks.items() if n in stack.masks_gradients_of}
         self.grads_masked = [params[n] for n in masks if n not in in_stack]
@@ -89,25 +93,29 @@ class TrainStep:
         self.graphed = cuda_graphs.GraphedStep(self.step_on, example_idx)
 
     def _compile(self, idx: torch.Tensor, lr: float) -> None:
-        """Take this step (idx [S, B]) in Python and compiled, from the same state: keep the compiled
-        step if it took the same step bit for bit, else say why once and stay in Python."""
+        """Take this step (idx [S, B]) in Python and compiled, from the same state: after CHECKED_STEPS
+        steps the same bit for bit, use the compiled step from then on; else say why once and stay
+        in Python."""
         self._batch(idx)
-        self.script = False
-        try:
-            scripted = ScriptedStep(self._kernels(INDICES, RATE))
-        except (NotCompilable, RuntimeError) as e:  # RuntimeError: what TorchScript refuses
-            self.step_on(idx, lr)
-            _warn_once(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
-            return
-        opt = self.optimizer
+        if self._candidate is None:
+            try:
+                self._candidate = ScriptedStep(self._kernels(INDICES, RATE))
+            except (NotCompilable, RuntimeError) as e:  # RuntimeError: what TorchScript refuses
+                self.script = False
+                self.step_on(idx, lr)
+                _warn_once(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
+                return
+        compiled, opt, flat = self._candidate, self.optimizer, idx.reshape(-1)
         state = [*self.params.values(), *(t for ts in opt.state.values() for t in ts), self.loss_sum]
-        flat = idx.reshape(-1)
         with torch.no_grad():
-            if scripted.check(lambda: self.step_on(idx, lr), lambda: scripted(flat, lr), state):
-                self.scripted = scripted
-            else:
-                _warn_once("the training step stays in Python: compiled to TorchScript, it did not take the same "
-                           f"step bit for bit (torch {torch.__version__})")
+            same = compiled.check(lambda: self.step_on(idx, lr), lambda: compiled(flat, lr), state)
+        self._checked += 1
+        if not same:
+            self.script, self._candidate = False, None
+            _warn_once("the training step stays in Python: compiled to TorchScript, it did not take the same "
+                       f"step bit for bit (torch {torch.__version__})")
+        elif self._checked == CHECKED_STEPS:
+            self.scripted = compiled
 
     def __call__(self, t: int, lr: float) -> None:
         self.step = t
