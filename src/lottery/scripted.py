@@ -92,6 +92,7 @@ class ScriptedStep:
             return repr(value)  # the shortest repr parses back to the same double
         raise NotCompilable(f"an argument TorchScript cannot hold as a literal: {value!r}")
 
+    @torch.no_grad()  # its kernels write into tensors that require grad, as the Python loop's do
     def __call__(self, indices: torch.Tensor, lr: float) -> None:
         self._fn(self.tensors, *self.lists, indices, float(lr))
 
