@@ -59,18 +59,26 @@ def replicates(data, model_name, k, seeds_per_stream=1, density=1.0, seed=0):
     return model, reps
 
 
-def engine_trainer(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
-    """A trainer for `steps` steps of k replicates as one group (evaluation only at the ends)."""
+def engine_group(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
+    """What a trainer of `steps` steps of k replicates as one group takes (evaluation only at the
+    ends): a function of no arguments making it, its inputs already made."""
     per_stream = k // (streams or k)
     model, reps = replicates(data, model_name, k, per_stream, density)
     cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=batch_size, length=str(steps), eval_every=str(10 ** 9))
-    return GroupTrainer(model, reps, tiny_eval(data), cfg, **kw)
+    small = tiny_eval(data)
+    return lambda: GroupTrainer(model, reps, small, cfg, **kw)
 
 
-def time_engine(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2e-3, density=1.0, **kw):
-    """Seconds for `steps` steps of k replicates as one program (evaluation only at the ends)."""
+def engine_trainer(*args, **kwargs) -> GroupTrainer:
+    return engine_group(*args, **kwargs)()
+
+
+def time_engine(*args, **kwargs) -> float:
+    """Seconds the engine takes to train `engine_group`'s replicates (making the trainer included,
+    making the replicates not)."""
+    make = engine_group(*args, **kwargs)
     t = time.perf_counter()
-    engine_trainer(data, model_name, k, steps, streams, batch_size, lr, density, **kw).run()
+    make().run()
     return time.perf_counter() - t
 
 
