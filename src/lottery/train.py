@@ -212,7 +212,7 @@ class GroupTrainer:
                 p.copy_(tensors[f"param.{n}"])
         self.best = {n: tensors[f"best.{n}"].to(self.device) for n in self.names}
         self.best_loss, self.best_step = tensors["best_loss"], tensors["best_step"]
-        self.train_loss_sum = tensors["train_loss_sum"].to(self.device)
+        self.train_loss_sum.copy_(tensors["train_loss_sum"])  # the one tensor the programs slice
         self.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in self.names} for s in meta["snapshot_steps"]}
         self.optimizer.load_state_tensors({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("opt.")})
         self.step, self.last_eval, self.history = meta["step"], meta["last_eval"], meta["history"]
