@@ -9,8 +9,8 @@ beside another lane, compiled 1.01 and 1.08 ms; one LeNet-300-100 alone, 1.45 ms
 
 The function is generated from the step's kernels (lottery.step.TrainStep.kernels): the same
 ATen ops on the same tensors with the same arguments, in the same order, so it trains bit for
-bit as the Python loop does; `ScriptedStep.check` proves it on the step it is first used for,
-and the caller falls back to Python otherwise. What changes from step to step enters as
+bit as the Python loop does; `ScriptedStep.check` proves it on the first steps it is used for
+(lottery.step.CHECKED_STEPS), and the caller falls back to Python otherwise. What changes from step to step enters as
 arguments: the batch's example indices and the learning rate. Every list of tensors (the
 optimiser's) is an argument too: a fused optimiser call on lists built inside the function is
 dropped by TorchScript's dead-code elimination, which does not see the writes (found here).
