@@ -20,6 +20,12 @@ def data():
     return load_dataset(DataConfig("synthetic", 200))
 
 
+@pytest.fixture(autouse=True)
+def fresh_checks(monkeypatch):
+    """Each test's compiled steps are checked afresh, whatever earlier tests verified."""
+    monkeypatch.setattr("lottery.scripted._VERIFIED", set())
+
+
 def assert_same_training(a, b):
     for x, y in zip(a, b):
         for n in x.final:
@@ -59,6 +65,23 @@ def test_compiled_lanes_and_a_resumed_run_are_the_python_run(data):
     assert {r.extra["scripted"] for r in compiled} == {True}
     assert_same_training(compiled, python)
     assert_same_training(crash_and_resume_group(model, reps, data, cfg, crash_at=11, every=4, lanes=2), python)
+
+
+def test_a_step_verified_once_is_not_checked_again_over_tensors_laid_out_alike(data, monkeypatch):
+    checks = []
+    original = ScriptedStep.check
+    monkeypatch.setattr(ScriptedStep, "check", lambda self, *a: checks.append(self.key) or original(self, *a))
+    model, reps = group(data, seeds=2, branches=2)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
+    first = train(model, reps, data, cfg, lanes=1)
+    assert len(checks) == 2  # CHECKED_STEPS
+    second = train(model, reps, data, cfg, lanes=1)  # a new trainer: new tensors, laid out alike
+    assert len(checks) == 2 and {r.extra["scripted"] for r in second} == {True}
+    assert_same_training(second, first)
+    assert_same_training(second, train(model, reps, data, cfg, lanes=1, script=False))
+    other = TrainConfig(optimizer="adam", lr=1e-2, batch_size=20, length="2ep", eval_every="1ep")
+    train(model, reps, data, other, lanes=1)  # other shapes: checked anew
+    assert len(checks) == 4 and checks[2] != checks[0]
 
 
 def test_a_step_torchscript_cannot_hold_stays_in_python_and_says_why(data, monkeypatch, caplog):

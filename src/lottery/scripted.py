@@ -10,10 +10,12 @@ beside another lane, compiled 1.01 and 1.08 ms; one LeNet-300-100 alone, 1.45 ms
 The function is generated from the step's kernels (lottery.step.TrainStep.kernels): the same
 ATen ops on the same tensors with the same arguments, in the same order, so it trains bit for
 bit as the Python loop does; `ScriptedStep.check` proves it on the first steps it is used for
-(lottery.step.CHECKED_STEPS), and the caller falls back to Python otherwise. What changes from step to step enters as
-arguments: the batch's example indices and the learning rate. Every list of tensors (the
-optimiser's) is an argument too: a fused optimiser call on lists built inside the function is
-dropped by TorchScript's dead-code elimination, which does not see the writes (found here).
+(lottery.step.CHECKED_STEPS), and the caller falls back to Python otherwise. A function that
+passed is not checked again in the process over tensors laid out alike (the next IMP level's
+trainer, a lane of the same shape). What changes from step to step enters as arguments: the
+batch's example indices and the learning rate. Every list of tensors (the optimiser's) is an
+argument too: a fused optimiser call on lists built inside the function is dropped by
+TorchScript's dead-code elimination, which does not see the writes (found here).
 """
 
 import torch
@@ -34,7 +36,12 @@ class Placeholder:
 
 
 INDICES, RATE = Placeholder("indices"), Placeholder("lr")
-_COMPILED: dict[str, object] = {}  # source → compiled function
+# (source, layout of its tensors) → the compiled function. One function per layout: TorchScript
+# specialises a function to what its first calls saw, so each runs (and is checked) on one layout.
+_COMPILED: dict[tuple, object] = {}
+# the keys of functions that took the same steps as Python in their checks: the same kernels over
+# tensors laid out alike (the next IMP level's trainer, a lane of equal shape) need no new check
+_VERIFIED: set[tuple] = set()
 
 
 class NotCompilable(Exception):
@@ -66,9 +73,18 @@ class ScriptedStep:
         params = ["ts: List[Tensor]"] + [f"l{i}: List[Tensor]" for i in range(len(self.lists))]
         source = f"def step({', '.join(params + ['indices: Tensor', 'lr: float'])}):\n" + "\n".join(lines) + "\n"
         self.source = source
-        if source not in _COMPILED:  # the same kernels over other tensors (the next group, lane) compile alike
-            _COMPILED[source] = torch.jit.CompilationUnit(source).step
-        self._fn = _COMPILED[source]
+        self.key = (source, _layout(self.tensors + [t for ts in self.lists for t in ts]))
+        if self.key not in _COMPILED:  # the next group or lane over tensors laid out alike reuses it
+            _COMPILED[self.key] = torch.jit.CompilationUnit(source).step
+        self._fn = _COMPILED[self.key]
+
+    @property
+    def verified(self) -> bool:
+        """Whether this function over tensors laid out like these passed its checks before."""
+        return self.key in _VERIFIED
+
+    def mark_verified(self) -> None:
+        _VERIFIED.add(self.key)
 
     def _ref(self, value) -> str:
         """`value` as TorchScript: a tensor or list of tensors by identity (an argument), else a literal."""
@@ -110,3 +126,14 @@ class ScriptedStep:
         for t, a in zip(state, after):
             t.copy_(a)
         return same
+
+
+def _layout(tensors: list[torch.Tensor]) -> tuple:
+    """What the compiled function's behaviour could depend on besides values: each tensor's dtype,
+    shape, strides and whether it requires grad, and which tensors share memory, where in it."""
+    storages: dict[int, tuple[int, int]] = {}  # data pointer → (its number, offset of its first tensor)
+    out = []
+    for t in tensors:
+        number, base = storages.setdefault(t.untyped_storage().data_ptr(), (len(storages), t.storage_offset()))
+        out.append((t.dtype, tuple(t.shape), t.stride(), t.requires_grad, number, t.storage_offset() - base))
+    return tuple(out)

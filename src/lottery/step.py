@@ -106,6 +106,10 @@ class TrainStep:
                 _warn_once(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
                 return
         compiled, opt, flat = self._candidate, self.optimizer, idx.reshape(-1)
+        if compiled.verified:  # checked over tensors laid out alike before, in this process
+            self.scripted = compiled
+            compiled(flat, lr)
+            return
         state = [*self.params.values(), *(t for ts in opt.state.values() for t in ts), self.loss_sum]
         with torch.no_grad():
             same = compiled.check(lambda: self.step_on(idx, lr), lambda: compiled(flat, lr), state)
@@ -116,6 +120,7 @@ class TrainStep:
                        f"step bit for bit (torch {torch.__version__})")
         elif self._checked == CHECKED_STEPS:
             self.scripted = compiled
+            compiled.mark_verified()
 
     def __call__(self, t: int, lr: float) -> None:
         self.step = t
