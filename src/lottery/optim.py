@@ -50,6 +50,7 @@ class Optimizer:
             # one step counter shared by every tensor (they all step together): one add a step, not
             # torch.optim's per-tensor scalar adds (~25 µs a step on CPU, profiled)
             self.steps = torch.zeros((), dtype=torch.float32, device=device)
+            self.one = torch.ones((), dtype=torch.float32, device=device)  # added as a tensor: see stacked/mlp.py
             self.state = {"exp_avg": zeros, "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
                           "step": [self.steps] * len(self.params)}
         else:
@@ -89,7 +90,7 @@ class Optimizer:
             state = {k: [ts[i] for i in used] for k, ts in state.items()}
         first, self.first_step = self.first_step, False
         if c.optimizer == "adam":
-            return [(torch.Tensor.add_, (self.steps, 1), {}),
+            return [(torch.Tensor.add_, (self.steps, self.one), {}),
                     (torch._fused_adam_, (params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"]),
                      dict(lr=lr, beta1=0.9, beta2=0.999, weight_decay=c.weight_decay, eps=1e-8, amsgrad=False,
                           maximize=False))]
@@ -109,7 +110,7 @@ class Optimizer:
         part.params = [p.detach()[index] for p in self.params]
         part.state = {k: [t[index] for t in ts] for k, ts in self.state.items() if k != "step"}
         if self.cfg.optimizer == "adam":
-            part.steps = self.steps.clone()
+            part.steps, part.one = self.steps.clone(), self.one
             part.state["step"] = [part.steps] * len(part.params)
         return part
 
