@@ -64,3 +64,31 @@ def test_state_round_trip_continues_identically(setting):
         a.step(cfg.lr)
     for p, q in zip(params, copies):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_adam_holds_masked_entries_without_masked_gradients(weight_decay):
+    """Adam with +inf second moments at the pruned entries (Optimizer.hold) leaves them 0.0 under
+    any gradient, and moves the kept entries exactly as Adam on masked gradients does."""
+    torch.manual_seed(0)
+    mask = torch.rand(40, 30) < 0.3
+    start = torch.randn(40, 30) * mask
+    cfg = TrainConfig(optimizer="adam", lr=0.1, weight_decay=weight_decay)
+    held, masked = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    a, b = optim.Optimizer(cfg, [held]), optim.Optimizer(cfg, [masked])
+    assert a.hold([mask])
+    for _ in range(5):
+        g = torch.randn(40, 30) * 1e3
+        held.grad, masked.grad = g.clone(), g * mask
+        a.step(cfg.lr)
+        b.step(cfg.lr)
+    assert torch.all(held[~mask] == 0.0) and torch.equal(held, masked)
+    assert not torch.equal(held[mask], start[mask])
+
+
+def test_only_fused_adam_holds(monkeypatch):
+    p = torch.zeros(3, requires_grad=True)
+    mask = torch.tensor([True, False, True])
+    assert not optim.Optimizer(TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9), [p]).hold([mask])
+    monkeypatch.setattr(optim, "_has_fused", lambda name, device: False)
+    assert not optim.Optimizer(TrainConfig(optimizer="adam", lr=0.1), [p]).hold([mask])

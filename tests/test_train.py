@@ -179,6 +179,46 @@ def test_masks_beyond_the_weights_hold_too(data):
         assert not torch.equal(res.final[n][m], start[n][m]), n
 
 
+@pytest.mark.parametrize("optimizer, masking", [("adam", False), ("sgd", True)])
+def test_adam_steps_mask_no_gradients_and_sgd_steps_do(data, optimizer, masking):
+    """Adam holds pruned weights through its state (Optimizer.hold), so its step lists no gradient
+    masking; SGD's must mask them."""
+    model, rep = replicate(data, 0, 1)
+    trainer = GroupTrainer(model, [rep], data, TrainConfig(optimizer=optimizer, lr=1e-2, batch_size=40))
+    mask_memory = {m.untyped_storage().data_ptr() for m in trainer.masks.values()}
+    args = [a for _, args, kwargs in trainer.program().kernels(0, 1e-2) for v in (*args, *kwargs.values())
+            for a in (v if isinstance(v, list) else [v])]
+    reads_masks = any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() in mask_memory for a in args)
+    assert reads_masks == masking
+
+
+def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_holding_them(data):
+    """A checkpoint from before Optimizer.hold has finite second moments at pruned weights: the
+    resumed trainer holds them again, and trains as the uninterrupted run does."""
+    model, rep = replicate(data, 0, 1)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
+    (whole,) = train(model, [rep], data, cfg)
+    checkpoint = MemoryCheckpoint()
+
+    class Crash(Exception):
+        pass
+
+    def crash(step, total):
+        if step == 7:
+            raise Crash
+    with pytest.raises(Crash):
+        train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5, progress=crash)
+    tensors, meta = checkpoint.load()
+    old = {k: (torch.where(torch.isinf(t), torch.zeros_like(t), t) if k.endswith("exp_avg_sq") else t)
+           for k, t in tensors.items()}
+    assert any(torch.isinf(t).any() for t in tensors.values()) and not any(torch.isinf(t).any() for t in old.values())
+    checkpoint.save(old, meta)
+    (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5)
+    for n, m in rep.mask.items():
+        assert torch.all(resumed.final[n][~m] == 0.0), f"{n}: a pruned weight moved"
+        assert torch.equal(resumed.final[n], whole.final[n]), n
+
+
 def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
     pairs = [batchnorm_replicate(data, seed, data_seed, dropout=False)

@@ -9,6 +9,8 @@ The state is plain tensors named `{i}.{key}` (i: the parameter's position), torc
 key names, so checkpoints hold the same entries either way.
 """
 
+import math
+
 import torch
 
 from lottery.config import TrainConfig
@@ -36,6 +38,28 @@ def _has_fused(name: str, device: torch.device) -> bool:
     return _FUSED[key]
 
 
+_INF_HOLDS: dict[str, bool] = {}
+
+
+def _inf_holds(device: torch.device) -> bool:
+    """Whether the fused Adam on `device` leaves zero weights exactly zero, whatever their
+    gradients, weight decay and first moments, once their second moment is +inf (its step there
+    is m / ∞ = ±0): tried once per device type, on gradients of every sign up to 1e30 and rates up
+    to 10. (The step is (rate × m) / ∞: past 3.4e38 / (10 × rate), where that product overflows,
+    it is NaN; squared gradients overflow from 1.8e19, so training has long diverged by then.)"""
+    if device.type not in _INF_HOLDS:
+        g = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1.0, -1.0, 1e30, -1e30, 1e-8, 7.5], device=device)
+        p = torch.tensor([0.0, -0.0] * 5, device=device)
+        m, v = torch.zeros_like(p), torch.full_like(p, math.inf)
+        step = torch.zeros((), device=device)
+        for lr in (0.1, 10.0):
+            step.add_(1)
+            torch._fused_adam_([p], [g], [m], [v], [], [step], lr=lr, beta1=0.9, beta2=0.999, weight_decay=0.1,
+                               eps=1e-8, amsgrad=False, maximize=False)
+        _INF_HOLDS[device.type] = bool((p == 0).all()) and bool(torch.isinf(v).all())
+    return _INF_HOLDS[device.type]
+
+
 class Optimizer:
     def __init__(self, cfg: TrainConfig, params: list[torch.Tensor]):
         self.cfg, self.params = cfg, list(params)
@@ -56,6 +80,22 @@ class Optimizer:
         else:
             self.state = {"momentum_buffer": zeros} if cfg.momentum else {}
         self.first_step = True
+
+    @torch.no_grad()
+    def hold(self, masks: list[torch.Tensor | None]) -> bool:
+        """Make every update leave the entries where `masks[i]` (one per parameter, or None) is 0
+        exactly as they are, without masking the gradients: Adam's second moment there is set to
+        +inf, so its step there is m / ∞ = 0 (checked on the device: `_inf_holds`). It saves a
+        pass over the gradients a step (5 % of a LeNet-300-100 step on one thread, measured).
+        Called again after a state is loaded, as a checkpoint's moments may be finite there.
+        False, doing nothing, where it cannot (SGD, torch.optim's fallback): mask the gradients."""
+        device = self.params[0].device if self.params else torch.device("cpu")
+        if self.fallback is not None or self.cfg.optimizer != "adam" or not _inf_holds(device):
+            return False
+        for v, mask in zip(self.state["exp_avg_sq"], masks):
+            if mask is not None:
+                v.masked_fill_(mask == 0, math.inf)
+        return True
 
     def _torch_optim(self) -> torch.optim.Optimizer:
         c = self.cfg

@@ -14,9 +14,10 @@ On a CPU with several threads, the group can instead train as lanes (`lottery.la
 single-threaded lane per thread, each running programs over an equal share of the seeds (or of
 the one seed's replicates), side by side, meeting only at evaluations, snapshots and checkpoints.
 
-Why pruned weights stay exactly 0.0: their gradients are zeroed before every step and the
-optimiser state starts fresh at every level, so momentum and Adam moments stay 0 there, and
-weight decay of a zero weight is zero. Nothing can move them (tests check it bit for bit).
+Why pruned weights stay exactly 0.0: the optimiser state starts fresh at every level, and weight
+decay of a zero weight is zero. With Adam, their second moments are +inf (`Optimizer.hold`), so
+Adam's step there is m / ∞ = 0 whatever their gradients; with SGD, their gradients are zeroed
+before every step, so momentum stays 0 there. Nothing can move them (tests check it bit for bit).
 """
 
 import json
@@ -158,6 +159,7 @@ class GroupTrainer:
         self.data_order = DataOrder(len(data.train_x), cfg.batch_size,
                                     [ordered[s * self.R].data_seed for s in range(self.S)]).to(self.device)
         self.optimizer = Optimizer(cfg, [self.params[n] for n in self.param_names])
+        self.held = self._hold()  # pruned entries held by the optimiser: their gradients need no mask
         self.lrs = [learning_rate(cfg, t, self.total, spe) for t in range(self.total)]
         if lr_mode == "final":  # fine-tuning: the schedule's last rate throughout
             self.lrs = [self.lrs[-1]] * self.total
@@ -215,6 +217,7 @@ class GroupTrainer:
         self.train_loss_sum.copy_(tensors["train_loss_sum"])  # the one tensor the programs slice
         self.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in self.names} for s in meta["snapshot_steps"]}
         self.optimizer.load_state_tensors({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("opt.")})
+        self._hold()  # a checkpoint's state may not hold them (one from an older version)
         self.step, self.last_eval, self.history = meta["step"], meta["last_eval"], meta["history"]
         return True
 
@@ -332,9 +335,14 @@ class GroupTrainer:
             programs[(first, last)] = self._program(index, params, stack, optimizer, order, masked)
         return {"plan": plan, "programs": programs}
 
+    def _hold(self) -> bool:
+        return self.optimizer.hold([self.masks.get(n) for n in self.param_names])
+
     def _masked(self) -> list[str]:
-        """The parameters whose gradients need masking: all-ones masks (dense) are skipped, 0.1–0.3 ms a step."""
-        return [n for n in self.masks if not bool(self.masks[n].all())]
+        """The parameters whose gradients need masking: none the optimiser holds (`Optimizer.hold`);
+        all-ones masks (dense) are skipped, 0.1–0.3 ms a step."""
+        held = set(self.param_names) if self.held else set()
+        return [n for n in self.masks if n not in held and not bool(self.masks[n].all())]
 
     def program(self) -> TrainStep:
         """The whole group as one program on all threads (what `run` steps when there is one lane),
