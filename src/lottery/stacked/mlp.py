@@ -221,9 +221,9 @@ class MLPStack:
         return calls, per
 
     def _built(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-               masks: dict[str, torch.Tensor] | None) -> tuple[list[dict], list, torch.Tensor]:
-        """The training plan, the step built over it and its loss buffer: built again only when
-        the tensors it works on change. Every parameter's `.grad` is its gradient buffer."""
+               masks: dict[str, torch.Tensor] | None) -> tuple[list, torch.Tensor]:
+        """The step built over the training plan and its loss buffer: built again only when the
+        tensors it works on change. Every parameter's `.grad` is its gradient buffer."""
         plan = self._training_plan(params, masks or {})
         key = (plan, x, y)
         if self._step is None or any(a is not b for a, b in zip(key, self._step[0])):
@@ -234,20 +234,20 @@ class MLPStack:
                 w.grad = v["grads"][0]
             if b is not None and b.grad is not v["grads"][1]:
                 b.grad = v["grads"][1]
-        return plan, self._step[1], self._step[2]
+        return self._step[1], self._step[2]
 
     def kernels(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
                 masks: dict[str, torch.Tensor] | None = None) -> tuple[list[tuple], torch.Tensor]:
         """The built step as (op, args, kwargs) kernels, in order, and the [S, R] loss buffer they
         fill: run under no_grad, they are `loss_and_grads` (lottery.step.TrainStep.kernels)."""
-        _, calls, per = self._built(params, x, y, masks)
+        calls, per = self._built(params, x, y, masks)
         return list(calls), per
 
     def loss_and_grads(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
                        masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Each replicate's mean loss [S, R], and `.grad` set on every parameter. Passing the same x
         and y tensors every step (refilled in place) lets the built step be replayed."""
-        _, calls, per = self._built(params, x, y, masks)
+        calls, per = self._built(params, x, y, masks)
         with torch.no_grad():
             for op, args, kwargs in calls:
                 op(*args, **kwargs)
