@@ -3,9 +3,11 @@
 Every benchmark measures its contenders side by side in the same process and reports ratios.
 """
 
+import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from lottery import pruning  # noqa: E402
 from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
-from lottery.lanes import lane_count  # noqa: E402
 from lottery.models import build  # noqa: E402
 from lottery.train import GroupTrainer, Replicate  # noqa: E402
 
@@ -85,65 +86,130 @@ def time_engine(*args, **kwargs) -> float:
 PRODUCTS = (torch.mm, torch.addmm, torch.bmm, torch.baddbmm)
 
 
-def step_floor(trainer, lr, warmup=10, repeats=20) -> dict:
-    """A step's floor on this machine, in seconds: its matrix products, gradient masks and
-    optimiser update (TrainStep.kernels) each timed alone, its operands hot in cache (best of 3 ×
-    `repeats` calls), and summed; all else the step does (activations, loss, the batch) counted as
-    free. No schedule of these kernels takes less: the engine's time above it is its own overhead
-    and the cost of running them together, their operands no longer in cache.
+def _kind(op, args) -> str:
+    """What a step's kernel is, for the floor: a matrix product, the optimiser update, a gradient
+    mask, or other work (the batch, activations, loss, bias gradients, the step counter)."""
+    if op in PRODUCTS:
+        return "products"
+    if op in (torch._fused_adam_, torch._fused_sgd_):
+        return "optimizer"
+    masking = op is torch.Tensor.mul_ and isinstance(args[1], torch.Tensor) and args[1].shape == args[0].shape
+    return "masks" if masking or op is torch._foreach_mul_ else "other"
 
-    Timed on all threads and, where the group splits into lanes (lottery.lanes), on one thread
-    divided by the lanes (each lane a thread, at best): the lower of the two is the floor. Also:
-    the products' GFLOP/s at their own shapes."""
-    program = trainer.program()
+
+def _rewritten(op, args, kwargs) -> list[torch.Tensor]:
+    """The tensors a kernel reads and writes (in-place ops, the optimiser's state): put back
+    before each timed call, so repeated calls see the values the step gives them, not values
+    driven to infinities or denormals by calling it again and again."""
+    if op is torch._fused_adam_:  # (params, grads, exp_avg, exp_avg_sq, …)
+        return [*args[0], *args[2], *args[3]]
+    if op is torch._fused_sgd_:  # (params, grads, momentum buffers)
+        return [*args[0], *args[2]]
+    if "grad_input" in kwargs:
+        return [kwargs["grad_input"]]
+    if getattr(op, "__name__", "").endswith("_") and isinstance(args[0], torch.Tensor):
+        return [args[0]]
+    return []
+
+
+def _alone(op, args, kwargs, repeats: int) -> float:
+    """One kernel's time with its operands hot in cache: the best of `repeats` single calls, each
+    from the same values (see `_rewritten`); the values are left as the step left them."""
+    saved = [(t, t.clone()) for t in _rewritten(op, args, kwargs)]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            for t, v in saved:
+                t.copy_(v)
+            start = time.perf_counter()
+            op(*args, **kwargs)
+            best = min(best, time.perf_counter() - start)
+        for t, v in saved:
+            t.copy_(v)
+    return best
+
+
+def _kernel_times(program, lr, warmup: int, repeats: int) -> tuple[dict, float]:
+    """(seconds by kind of kernel, FLOPs) of one step of `program` (lottery.step.TrainStep), each
+    kernel timed alone on the threads torch has now."""
     for t in range(warmup):
         program(t, lr)
     kernels = program.kernels(warmup, lr)
     with torch.no_grad():
         for op, args, kwargs in kernels:
             op(*args, **kwargs)
-
-    def kind(op, args):
-        if op in PRODUCTS:
-            return "products"
-        if op in (torch._fused_adam_, torch._fused_sgd_):
-            return "optimizer"
-        masking = op is torch.Tensor.mul_ and isinstance(args[1], torch.Tensor) and args[1].shape == args[0].shape
-        return "masks" if masking or op is torch._foreach_mul_ else None
-
-    def alone(op, args, kwargs):
-        best = float("inf")
-        with torch.no_grad():
-            op(*args, **kwargs)
-            for _ in range(3):
-                t = time.perf_counter()
-                for _ in range(repeats):
-                    op(*args, **kwargs)
-                best = min(best, (time.perf_counter() - t) / repeats)
-        return best
-
+    parts = {"products": 0.0, "masks": 0.0, "optimizer": 0.0, "other": 0.0}
+    for op, args, kwargs in kernels:
+        parts[_kind(op, args)] += _alone(op, args, kwargs, repeats)
     flops = sum(2 * kw["out"].numel() * args[-2].shape[-1] for op, args, kw in kernels if op in PRODUCTS)
-    units = trainer.S if trainer.S > 1 else trainer.R  # what lanes split: seeds, or one seed's replicates
-    split = lane_count(units, THREADS)
-    by_threads = {}
-    for threads in sorted({1 if split > 1 else THREADS, THREADS}, reverse=True):
-        torch.set_num_threads(threads)
-        lanes = split if threads == 1 and split > 1 else 1
-        parts = {"products": 0.0, "masks": 0.0, "optimizer": 0.0}
-        for op, args, kwargs in kernels:
-            if (k := kind(op, args)) is not None:
-                parts[k] += alone(op, args, kwargs) / lanes
-        by_threads[threads] = parts
-    torch.set_num_threads(THREADS)
-    threads, parts = min(by_threads.items(), key=lambda kv: sum(kv[1].values()))
-    return {"floor": sum(parts.values()), "threads": threads, "lanes": split if threads == 1 else 1, **parts,
-            "gflops": flops / parts["products"] / 1e9}
+    return parts, flops
+
+
+@contextlib.contextmanager
+def _other_cores_busy(threads: int):
+    """Meanwhile, `threads` threads multiplying matrices, one core each, as the other lanes keep
+    theirs busy: a core computes slower when the others do too (a one-thread 1024² matmul here:
+    122 GFLOP/s alone, 109 beside another, medians of 8 alternations), so a lane's kernels are
+    timed as they run in lanes, not on a machine otherwise idle."""
+    stop = threading.Event()
+
+    def multiply():
+        torch.set_num_threads(1)
+        a, b, c = torch.randn(512, 512), torch.randn(512, 512), torch.empty(512, 512)
+        while not stop.is_set():
+            torch.mm(a, b, out=c)
+
+    helpers = [threading.Thread(target=multiply, daemon=True) for _ in range(threads)]
+    for t in helpers:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in helpers:
+            t.join()
+
+
+def step_floor(trainer, lr, warmup=10, repeats=60) -> dict:
+    """A step's floor on this machine, in seconds: its matrix products, gradient masks and
+    optimiser update (TrainStep.kernels) each timed alone, its operands hot in cache, and summed;
+    all else the step does (the batch, activations, loss) counted as free. No schedule of these
+    kernels takes less: the engine's time above it is its own overhead and the cost of running
+    them together, their operands no longer in cache. Also `alone`: every kernel of the step so
+    timed, the other work included: what the step would take if each kernel ran as fast in it as
+    it does alone.
+
+    Timed twice, and the lower kept: the whole group as one program on all threads, and the
+    programs the lanes run (lottery.lanes: on one thread each, e.g. one-replicate pieces for one
+    seed's three branches on two lanes) with the other cores kept busy meanwhile, each lane's
+    pieces weighted by their share of the steps, the slowest lane's sum. Also: the products'
+    GFLOP/s at their shapes, over the group."""
+    one_program = _kernel_times(trainer.program(), lr, warmup, repeats)
+    timings = {1: one_program[0]}  # lanes → each kind's seconds a step
+    plan, programs = trainer.lane_programs()
+    if len(plan) > 1:
+        torch.set_num_threads(1)
+        try:
+            with _other_cores_busy(len(plan) - 1):
+                per_program = {key: _kernel_times(p, lr, warmup, repeats)[0] for key, p in programs.items()}
+        finally:
+            torch.set_num_threads(THREADS)
+        lanes = [{k: sum(float(p.end - p.begin) * per_program[(p.first, p.last)][k] for p in pieces)
+                  for k in ("products", "masks", "optimizer", "other")} for pieces in plan]
+        timings[len(plan)] = max(lanes, key=lambda parts: parts["products"] + parts["masks"] + parts["optimizer"])
+    floors = {lanes: parts["products"] + parts["masks"] + parts["optimizer"] for lanes, parts in timings.items()}
+    lanes = min(floors, key=floors.get)
+    parts = timings[lanes]
+    return {"floor": floors[lanes], "alone": floors[lanes] + parts["other"], "lanes": lanes,
+            **parts, "gflops": one_program[1] / parts["products"] / 1e9,
+            "one_program": floors[1], "in_lanes": floors.get(len(plan)) if len(plan) > 1 else None}
 
 
 def describe_floor(f: dict) -> str:
-    how = "on all threads" if f["threads"] == THREADS else f"on one thread, / {f['lanes']} lanes"
+    how = "on all threads, one program" if f["lanes"] == 1 else f"the slowest of {f['lanes']} one-thread lanes"
     return (f"products {f['products'] * 1e3:.2f} ms ({f['gflops']:.0f} GFLOP/s at their shapes), masks "
-            f"{f['masks'] * 1e3:.2f} ms, optimiser {f['optimizer'] * 1e3:.2f} ms a step ({how})")
+            f"{f['masks'] * 1e3:.2f} ms, optimiser {f['optimizer'] * 1e3:.2f} ms a step ({how}); "
+            f"the rest of its kernels {f['other'] * 1e3:.2f} ms")
 
 
 def tiny_eval(data):

@@ -123,3 +123,19 @@ def test_one_seeds_branches_split_into_lanes_train_as_one_program(data):
         assert b.early_stop_step == a.early_stop_step
         for x, y in zip(a.history[1:], b.history[1:]):
             assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-5)
+
+
+def test_lane_programs_are_the_pieces_the_lanes_run(data):
+    """What benchmarks time as the lanes' work (GroupTrainer.lane_programs) is what `run` steps:
+    one seed's three branches on two lanes as one-replicate programs, each lane given 1.5 of them."""
+    from lottery.train import GroupTrainer
+
+    model, reps = group(data, seeds=1, branches=3)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
+    plan, programs = GroupTrainer(model, reps, data, cfg, lanes=2).lane_programs()
+    assert len(plan) == 2 and sorted(programs) == [(0, 1), (1, 2), (2, 3)]
+    assert [sum(p.end - p.begin for p in pieces) for pieces in plan] == [Fraction(3, 2)] * 2
+    for program in programs.values():
+        assert all(t.shape[:2] == (1, 1) for t in program.params.values()), "a program holds one replicate"
+    plan, programs = GroupTrainer(model, reps, data, cfg, lanes=1).lane_programs()
+    assert len(plan) == 1 and [tuple(t.shape[:2]) for t in next(iter(programs.values())).params.values()][0] == (1, 3)

@@ -349,6 +349,13 @@ class GroupTrainer:
         over this trainer's state: for timing a step's kernels (TrainStep.kernels, benchmarks/)."""
         return self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, self._masked())
 
+    def lane_programs(self) -> tuple[list[list[Piece]], dict[tuple[int, int], TrainStep]]:
+        """The lanes' plan (lottery.lanes.schedule) and the program each piece runs, keyed (first,
+        last), as `run` builds them on this many threads over this trainer's state: for timing what
+        the lanes run (benchmarks/common.step_floor). One lane: the whole group's one program."""
+        lanes = self._programs()
+        return lanes["plan"], lanes["programs"]
+
     def _program(self, index, params, stack, optimizer, data_order, masked: list[str]) -> TrainStep:
         script = scripted.applies(self.script, self.device, stack.name) and optimizer.fallback is None
         return TrainStep(self.data, params, stack, optimizer, data_order,
