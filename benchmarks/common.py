@@ -113,20 +113,22 @@ def _rewritten(op, args, kwargs) -> list[torch.Tensor]:
 
 
 def _alone(op, args, kwargs, repeats: int) -> float:
-    """One kernel's time with its operands hot in cache: the best of `repeats` single calls, each
-    from the same values (see `_rewritten`); the values are left as the step left them."""
+    """One kernel's time with its operands hot in cache: the median of `repeats` single calls,
+    each from the same values (see `_rewritten`); the values are left as the step left them. The
+    median, not the best: a kernel's best single call here ran up to 1.4x faster than its calls
+    in a row, and a floor sums calls in a row."""
     saved = [(t, t.clone()) for t in _rewritten(op, args, kwargs)]
-    best = float("inf")
+    times = []
     with torch.no_grad():
         for _ in range(repeats):
             for t, v in saved:
                 t.copy_(v)
             start = time.perf_counter()
             op(*args, **kwargs)
-            best = min(best, time.perf_counter() - start)
+            times.append(time.perf_counter() - start)
         for t, v in saved:
             t.copy_(v)
-    return best
+    return statistics.median(times)
 
 
 def _kernel_times(program, lr, warmup: int, repeats: int) -> tuple[dict, float]:
