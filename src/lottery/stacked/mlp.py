@@ -54,9 +54,11 @@ class MLPStack:
         return buf
 
     def _per_seed_gemm(self) -> bool:
-        """A few seeds: one plain GEMM each beats one bmm at LeNet's shapes (1.9x -> 1.5x the
-        matmul limit for K = 3, benchmarks/limit.py). Many seeds: one bmm call saves the per-call
-        overhead that dominates small models (benchmarks/replicates.py)."""
+        """A few seeds: one GEMM each beats one bmm over all of them at LeNet's shapes (1.9x -> 1.5x
+        the matmul limit for K = 3, benchmarks/limit.py). Each is called as a bmm over a batch of
+        one, not as mm: at LeNet's first-layer shapes that path ran 3-11 % faster alone, one thread
+        or two, with the same bits (medians of 11 alternations). Many seeds: one bmm call saves
+        the per-call overhead that dominates small models (benchmarks/replicates.py)."""
         return self.S <= 4
 
     @torch.no_grad()
@@ -72,7 +74,7 @@ class MLPStack:
             if i == 0:
                 wide = w.reshape(S, R * out, inp).transpose(1, 2)
                 bias = b.reshape(S, R * out) if b is not None else None
-                v = {"w": wide, "b": bias, "w_s": wide.unbind(0), "b_s": bias.unbind(0) if b is not None else None}
+                v = {"w": wide, "b": bias}
             else:
                 w3 = w.reshape(S * R, out, inp)
                 v = {"w": w3, "wt": w3.transpose(1, 2), "b": b.reshape(S * R, 1, out) if b is not None else None}
@@ -131,10 +133,11 @@ class MLPStack:
         h0 = mem(("h0",), (S, N, wide_out))
         if self._per_seed_gemm():
             for s in range(S):
+                one = slice(s, s + 1)  # a batch of one: bmm's path, not mm's (_per_seed_gemm)
                 if first["b"] is not None:
-                    call(torch.addmm, first["b_s"][s], x[s], first["w_s"][s], out=h0[s])
+                    call(torch.baddbmm, first["b"][one].unsqueeze(1), x[one], first["w"][one], out=h0[one])
                 else:
-                    call(torch.mm, x[s], first["w_s"][s], out=h0[s])
+                    call(torch.bmm, x[one], first["w"][one], out=h0[one])
         elif first["b"] is not None:
             call(torch.baddbmm, first["b"].unsqueeze(1), x, first["w"], out=h0)
         else:
@@ -209,7 +212,8 @@ class MLPStack:
             dz = dz.view(S, N, out)
         if self._per_seed_gemm():
             for s in range(S):
-                call(torch.mm, dz[s].t(), x[s], out=first["gw"][s])
+                one = slice(s, s + 1)
+                call(torch.bmm, dz[one].transpose(1, 2), x[one], out=first["gw"][one])
                 if first["mask"] is not None:
                     call(torch.Tensor.mul_, first["gw"][s], first["mask"][s])
         else:
