@@ -53,13 +53,14 @@ class MLPStack:
                 buf.fill_(fill)
         return buf
 
-    def _per_seed_gemm(self) -> bool:
-        """A few seeds: one GEMM each beats one bmm over all of them at LeNet's shapes (1.9x -> 1.5x
-        the matmul limit for K = 3, benchmarks/limit.py). Each is called as a bmm over a batch of
-        one, not as mm: at LeNet's first-layer shapes that path ran 3-11 % faster alone, one thread
-        or two, with the same bits (medians of 11 alternations). Many seeds: one bmm call saves
-        the per-call overhead that dominates small models (benchmarks/replicates.py)."""
-        return self.S <= 4
+    def _seed_parts(self) -> list[slice]:
+        """The seeds each first-layer product covers. A few seeds: one product each beats one bmm
+        over all of them at LeNet's shapes (1.9x -> 1.5x the matmul limit for K = 3,
+        benchmarks/limit.py), called as a bmm over a batch of one, not as mm: at LeNet's
+        first-layer shapes that path ran 3-11 % faster alone, one thread or two, with the same
+        bits (medians of 11 alternations). Many seeds: one bmm call saves the per-call overhead
+        that dominates small models (benchmarks/replicates.py)."""
+        return [slice(s, s + 1) for s in range(self.S)] if self.S <= 4 else [slice(None)]
 
     @torch.no_grad()
     def _views(self, params: dict[str, torch.Tensor]) -> list[dict]:
@@ -131,17 +132,11 @@ class MLPStack:
         first = views[0]
         wide_out = first["w"].shape[2]
         h0 = mem(("h0",), (S, N, wide_out))
-        if self._per_seed_gemm():
-            for s in range(S):
-                one = slice(s, s + 1)  # a batch of one: bmm's path, not mm's (_per_seed_gemm)
-                if first["b"] is not None:
-                    call(torch.baddbmm, first["b"][one].unsqueeze(1), x[one], first["w"][one], out=h0[one])
-                else:
-                    call(torch.bmm, x[one], first["w"][one], out=h0[one])
-        elif first["b"] is not None:
-            call(torch.baddbmm, first["b"].unsqueeze(1), x, first["w"], out=h0)
-        else:
-            call(torch.bmm, x, first["w"], out=h0)
+        for part in self._seed_parts():
+            if first["b"] is not None:
+                call(torch.baddbmm, first["b"][part].unsqueeze(1), x[part], first["w"][part], out=h0[part])
+            else:
+                call(torch.bmm, x[part], first["w"][part], out=h0[part])
         # [S, N, R*out] → [S*R, N, out]: the per-replicate layout of the later layers
         out = wide_out // R
         if R > 1:
@@ -210,16 +205,10 @@ class MLPStack:
             dz = together
         else:
             dz = dz.view(S, N, out)
-        if self._per_seed_gemm():
-            for s in range(S):
-                one = slice(s, s + 1)
-                call(torch.bmm, dz[one].transpose(1, 2), x[one], out=first["gw"][one])
-                if first["mask"] is not None:
-                    call(torch.Tensor.mul_, first["gw"][s], first["mask"][s])
-        else:
-            call(torch.bmm, dz.transpose(1, 2), x, out=first["gw"])
+        for part in self._seed_parts():
+            call(torch.bmm, dz[part].transpose(1, 2), x[part], out=first["gw"][part])
             if first["mask"] is not None:
-                call(torch.Tensor.mul_, first["gw"], first["mask"])
+                call(torch.Tensor.mul_, first["gw"][part], first["mask"][part])
         if first["gb"] is not None:
             call(torch.sum, dz, 1, out=first["gb"])
         return calls, per
