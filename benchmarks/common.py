@@ -21,11 +21,35 @@ from lottery import pruning  # noqa: E402
 from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
+from lottery.lottery import resolve_device  # noqa: E402
 from lottery.models import build  # noqa: E402
 from lottery.train import GroupTrainer, Replicate  # noqa: E402
 
 THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", usable_cores()))  # as `lottery run` does
 torch.set_num_threads(THREADS)
+# as `lottery run --device auto`: CUDA when present, else the CPU; LOTTERY_BENCH_DEVICE=cpu|cuda|cuda:N to choose
+DEVICE = resolve_device(os.environ.get("LOTTERY_BENCH_DEVICE", "auto"))
+ON_CPU = DEVICE.type == "cpu"
+print(f"device: {torch.cuda.get_device_name(DEVICE) if not ON_CPU else f'cpu, {THREADS} threads'}", flush=True)
+
+
+def synchronize() -> None:
+    """Wait for the device's queued work: a host clock read after it times the work, not its launch."""
+    if not ON_CPU:
+        torch.cuda.synchronize(DEVICE)
+
+
+_on_device: dict[int, object] = {}
+
+
+def on_device(data):
+    """The dataset on DEVICE, moved once per dataset (the engine's own data path: tensors on the
+    training device), so that no timing pays the copy."""
+    if data.train_x.device == DEVICE:
+        return data
+    if id(data) not in _on_device:
+        _on_device[id(data)] = (data, data.to(DEVICE))  # the source kept alive: its id stays its own
+    return _on_device[id(data)][1]
 
 
 def mnist():
@@ -34,15 +58,19 @@ def mnist():
     return load_dataset(DataConfig("mnist", 5000), data_dir)
 
 
-def matmul_gflops(sizes=(1024, 2048, 3072), repeats=5) -> float:
-    """The machine's dense fp32 matmul rate: the best over a few large square sizes."""
+def matmul_gflops(sizes=None, repeats=5) -> float:
+    """The device's dense fp32 matmul rate (in the precision the engine trains in: no TF32): the
+    best over a few large square sizes."""
+    sizes = sizes or ((1024, 2048, 3072) if ON_CPU else (4096, 8192))
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
         a @ b
+        synchronize()
         t = time.perf_counter()
         for _ in range(repeats):
             a @ b
+        synchronize()
         best = max(best, 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -66,8 +94,8 @@ def engine_group(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2
     per_stream = k // (streams or k)
     model, reps = replicates(data, model_name, k, per_stream, density)
     cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=batch_size, length=str(steps), eval_every=str(10 ** 9))
-    small = tiny_eval(data)
-    return lambda: GroupTrainer(model, reps, small, cfg, **kw)
+    small = tiny_eval(on_device(data))
+    return lambda: GroupTrainer(model, reps, small, cfg, device=DEVICE, **kw)
 
 
 def engine_trainer(*args, **kwargs) -> GroupTrainer:
@@ -78,8 +106,9 @@ def time_engine(*args, **kwargs) -> float:
     """Seconds the engine takes to train `engine_group`'s replicates (making the trainer included,
     making the replicates not)."""
     make = engine_group(*args, **kwargs)
+    synchronize()
     t = time.perf_counter()
-    make().run()
+    make().run()  # ends with the results copied to the CPU: the device's work is done
     return time.perf_counter() - t
 
 
@@ -185,7 +214,9 @@ def step_floor(trainer, lr, warmup=10, repeats=60) -> dict:
     programs the lanes run (lottery.lanes: on one thread each, e.g. one-replicate pieces for one
     seed's three branches on two lanes) with the other cores kept busy meanwhile, each lane's
     pieces weighted by their share of the steps, the slowest lane's sum. Also: the products'
-    GFLOP/s at their shapes, over the group."""
+    GFLOP/s at their shapes, over the group. A CPU measure: on a GPU the step is one graph replay."""
+    if trainer.device.type != "cpu":
+        raise ValueError(f"step_floor times CPU kernels; this trainer is on {trainer.device}")
     one_program = _kernel_times(trainer.program(), lr, warmup, repeats)
     timings = {1: one_program[0]}  # lanes → each kind's seconds a step
     plan, programs = trainer.lane_programs()
@@ -222,11 +253,12 @@ def tiny_eval(data):
 
 def naive_train(data, model_name, steps, mask_density=1.0, seed=0, batch_size=60, lr=1.2e-3):
     """The loop most users write: DataLoader over a TensorDataset, an nn.Module, masks via
-    torch.nn.utils.prune, one model at a time, torch.optim.Adam with its defaults."""
+    torch.nn.utils.prune, one model at a time, torch.optim.Adam with its defaults; on a GPU, the
+    model on it and each batch moved to it as it comes."""
     from torch.nn.utils import prune as tprune
     from torch.utils.data import DataLoader, TensorDataset
 
-    model = build(model_name, data.input_shape, data.num_classes, seed)
+    model = build(model_name, data.input_shape, data.num_classes, seed).to(DEVICE)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for i, m in enumerate(linears):
         if mask_density < 1.0:
@@ -236,15 +268,18 @@ def naive_train(data, model_name, steps, mask_density=1.0, seed=0, batch_size=60
     loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    synchronize()
     done, t = 0, time.perf_counter()
     while done < steps:
         for x, y in loader:
+            x, y = x.to(DEVICE, non_blocking=True), y.to(DEVICE, non_blocking=True)
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
             done += 1
             if done == steps:
                 break
+    synchronize()
     return time.perf_counter() - t
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import torch
-from common import mnist, replicates, result, tiny_eval
+from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, tiny_eval
 
 from lottery.config import TrainConfig
 from lottery.train import GroupTrainer
@@ -16,18 +16,18 @@ from lottery.train import GroupTrainer
 STEPS, ROUNDS = 400, 5
 CASES = ((1, 1), (3, 1), (9, 3))  # (K replicates, data streams)
 
-if not torch.cuda.is_available():
+if ON_CPU:
     print("no CUDA device: nothing to measure")
     sys.exit(0)
 
-data = mnist().to("cuda")
+data = on_device(mnist())
 small = tiny_eval(data)
 cfg = TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, length=str(STEPS), eval_every=str(10 ** 9))
 
 
 def seconds_per_step(k: int, streams: int, graphs: bool) -> float:
     model, reps = replicates(data, "lenet_300_100", k, k // streams, density=0.8)
-    trainer = GroupTrainer(model, reps, small, cfg, device="cuda", graphs=graphs)
+    trainer = GroupTrainer(model, reps, small, cfg, device=DEVICE, graphs=graphs)
     torch.cuda.synchronize()
     t = time.perf_counter()
     trainer.run()  # ends with results copied to the CPU: synchronised

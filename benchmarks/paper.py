@@ -10,7 +10,7 @@ evaluation for each.
 import time
 
 import torch
-from common import mnist, naive_train, result, time_engine
+from common import DEVICE, mnist, naive_train, on_device, result, synchronize, time_engine
 
 from lottery.models import build
 
@@ -23,11 +23,14 @@ k3 = min(time_engine(data, "lenet_300_100", 3, STEPS, streams=1, density=0.8) fo
 naive_step = min(naive_train(data, "lenet_300_100", STEPS, mask_density=0.8) for _ in range(2)) / STEPS
 
 # One validation pass: the engine evaluates K models in one program, the naive loop one model.
-model = build("lenet_300_100", data.input_shape, 10, 0)
+model = build("lenet_300_100", data.input_shape, 10, 0).to(DEVICE)
+val_x = on_device(data).val_x
+synchronize()
 t = time.perf_counter()
 with torch.inference_mode():
     for i in range(0, 5000, 1000):
-        model(data.val_x[i:i + 1000]).argmax(-1)
+        model(val_x[i:i + 1000]).argmax(-1)
+synchronize()
 naive_eval = time.perf_counter() - t
 evals = ITERATIONS // EVAL_EVERY
 naive_total = (1 + 3 * LEVELS) * (ITERATIONS * naive_step + evals * naive_eval)

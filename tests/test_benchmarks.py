@@ -31,7 +31,8 @@ def test_timing_a_kernel_alone_leaves_its_values_as_the_step_left_them():
     assert all(torch.equal(a, b) for a, b in zip((p, m, v), state)), "the optimiser's tensors were put back"
 
 
-def test_the_floor_of_a_group_in_lanes_times_the_programs_the_lanes_run(data):
+def test_the_floor_of_a_group_in_lanes_times_the_programs_the_lanes_run(data, monkeypatch):
+    monkeypatch.setattr(common, "DEVICE", torch.device("cpu"))  # a CPU measure, also where a GPU is present
     trainer = common.engine_trainer(data, "mlp_small", 3, 10 ** 6, streams=1, batch_size=20, lr=1e-2, lanes=2)
     floor = common.step_floor(trainer, 1e-2, warmup=3, repeats=3)
     assert floor["products"] > 0 and floor["optimizer"] > 0 and floor["other"] > 0
