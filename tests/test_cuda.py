@@ -1,6 +1,7 @@
 """The engine on a CUDA device: the same training as on the CPU, each engine. Skipped without a GPU
 (CI has none); run where one is: `python -m pytest -q tests/test_cuda.py`."""
 
+import gc
 import math
 
 import pytest
@@ -132,3 +133,47 @@ def test_a_graphed_run_resumes_exactly(data):
     resumed = crash_and_resume(model, rep, data, cfg, crash_at=11, every=10, device="cuda")  # capture, crash, capture again
     for n in rep.init:
         assert torch.equal(resumed.final[n], whole.final[n]), n
+
+
+def test_freeing_an_earlier_graph_cannot_void_a_later_capture():
+    """Trainers live in reference cycles, so their graphs are freed by the garbage collector, at
+    whatever allocation it runs: inside another capture that is a forbidden CUDA call and the capture
+    fails (seen: `benchmarks/replicates.py` on an H200). Here the earlier graph becomes garbage in
+    the middle of the later capture, and the collector runs there if it may, as it would."""
+    from lottery.graphs import WARMUP_STEPS, GraphedStep
+
+    total, idx = torch.zeros(4, device="cuda"), torch.zeros(2, dtype=torch.long, device="cuda")
+
+    def add(indices, lr):
+        total.add_(lr)
+
+    earlier = GraphedStep(add, idx)
+    for _ in range(WARMUP_STEPS + 2):
+        earlier(idx, 1.0)
+    assert earlier.graph is not None
+    cycle = [earlier]
+    cycle.append(cycle)  # only the collector frees it, as it frees a trainer
+    held = [cycle]
+    del earlier, cycle
+
+    def drop_then_add(indices, lr):
+        if torch.cuda.is_current_stream_capturing():
+            held.clear()  # the earlier graph is garbage now
+            if gc.isenabled():
+                gc.collect()  # as the automatic collector would, at some allocation
+        total.add_(lr)
+
+    later = GraphedStep(drop_then_add, idx)
+    for _ in range(WARMUP_STEPS + 2):
+        later(idx, 2.0)
+    assert later.graph is not None and gc.isenabled(), "captured, and the collector is back on"
+    torch.cuda.synchronize()
+    assert torch.equal(total.cpu(), torch.full((4,), (WARMUP_STEPS + 2) * 3.0)), "every step ran once"
+
+
+def test_lane_programs_on_cuda_before_a_run_give_the_one_graphed_program(data):
+    model, rep = replicate(data, 0, 10)
+    trainer = GroupTrainer(model, [rep], data, CFG, device="cuda")
+    plan, programs = trainer.lane_programs()
+    assert len(plan) == 1 and len(programs) == 1, "on a GPU the group is one program"
+    assert next(iter(programs.values())).graphed is not None

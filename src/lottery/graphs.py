@@ -11,6 +11,8 @@ loop's bit for bit (tested on a GPU) where the rate is exact in float32, the typ
 holds; otherwise they differ by that rounding of the rate (about 1e-8 of it).
 """
 
+import gc
+
 import torch
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch's CUDA-graph notes ask
@@ -52,7 +54,19 @@ class GraphedStep:
             torch.cuda.current_stream().wait_stream(self._side)
             return
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):  # records, runs nothing
-            self._step(self.indices, self.lr)
+        # No garbage collection inside the capture: trainers live in reference cycles, so the
+        # collector frees an earlier trainer's graph at whatever allocation it runs, and inside a
+        # capture that is a CUDA call the capture forbids: it voids the capture ("operation not
+        # permitted when stream is capturing", seen on an H200 with torch 2.11, whose
+        # torch.cuda.graph no longer collects first). Paused, not run now: collecting first cost
+        # about 0.1 s a trainer there (benchmarks/gpu.py, 460 against 200 µs a step over 400 steps).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(graph):  # records, runs nothing
+                self._step(self.indices, self.lr)
+        finally:
+            if collecting:
+                gc.enable()
         self.graph = graph
         graph.replay()

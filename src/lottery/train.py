@@ -318,7 +318,7 @@ class GroupTrainer:
         if self.lanes == 1:
             program = self._program(slice(None), self.params, self.stack, self.optimizer, self.data_order, masked)
             if cuda_graphs.applies(self.graphs, self.device, self.stack.name) and self.optimizer.fallback is None:
-                program.graph(self.data_order.indices(self.step))
+                program.graph(self.data_order.indices(self.start_step))  # an example batch: its shape
                 self.graphed = program.graphed
             return {"plan": [[Piece(0, units)]], "programs": {(0, units): program}}
         plan = schedule(units, self.lanes)
