@@ -30,7 +30,7 @@ step env 30 bash -c 'nvidia-smi -L; python3 -c "import torch, sys; print(sys.ver
 step test_cuda 90 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
 parallel=()
 python3 -c "import xdist" 2>/dev/null && parallel=(-n 8)  # pytest-xdist where installed
-step tests 150 python3 -m pytest -q -p no:cacheprovider -x "${parallel[@]}" tests
+step tests 150 python3 -m pytest -q -p no:cacheprovider -rs -x "${parallel[@]}" tests
 step gpu 60 python3 benchmarks/gpu.py
 step replicates 60 python3 benchmarks/replicates.py
 step limit 60 python3 benchmarks/limit.py
