@@ -8,7 +8,7 @@ import sys
 import time
 
 import torch
-from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, tiny_eval
+from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, synchronize, tiny_eval
 
 from lottery.config import TrainConfig
 from lottery.train import GroupTrainer
@@ -28,7 +28,7 @@ cfg = TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, length=str(STEPS),
 def seconds_per_step(k: int, streams: int, graphs: bool) -> float:
     model, reps = replicates(data, "lenet_300_100", k, k // streams, density=0.8)
     trainer = GroupTrainer(model, reps, small, cfg, device=DEVICE, graphs=graphs)
-    torch.cuda.synchronize()
+    synchronize()
     t = time.perf_counter()
     trainer.run()  # ends with results copied to the CPU: synchronised
     return (time.perf_counter() - t) / STEPS
@@ -41,7 +41,7 @@ for _ in range(ROUNDS):
     for k, streams in CASES:
         for graphs in (False, True):
             best[(k, graphs)] = min(best[(k, graphs)], seconds_per_step(k, streams, graphs))
-print(f"{torch.cuda.get_device_name()}, LeNet-300-100, batch 60, {STEPS} steps (best of {ROUNDS}):")
+print(f"{torch.cuda.get_device_name(DEVICE)}, LeNet-300-100, batch 60, {STEPS} steps (best of {ROUNDS}):")
 for k, _ in CASES:
     eager, graph = best[(k, False)] * 1e6, best[(k, True)] * 1e6
     print(f"K={k}: op by op {eager:.0f} µs a step, CUDA graph {graph:.0f} µs ({eager / graph:.2f}x)")
