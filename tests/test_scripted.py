@@ -129,6 +129,23 @@ def test_a_compiled_fused_update_runs():
     assert torch.equal(p, torch.full((3,), -0.5))
 
 
+def test_several_steps_in_one_call_are_those_steps_one_by_one():
+    def kernels():
+        x, out, total = torch.arange(12.0).view(3, 4), torch.empty(3, 2), torch.zeros(3, 2)
+        return total, [(torch.index_select, (x, 1, INDICES), {"out": out}), (torch.Tensor.mul_, (out, RATE), {}),
+                       (torch.Tensor.add_, (total, out), {})]
+    indices, rates = torch.tensor([[0, 1], [2, 3], [3, 0]]), [1.0, 2.0, 0.5]
+    one_call, steps = kernels()
+    ScriptedStep(steps).run(indices, rates)
+    one_by_one, steps = kernels()
+    step = ScriptedStep(steps)
+    for idx, lr in zip(indices, rates):
+        step(idx, lr)
+    x = torch.arange(12.0).view(3, 4)
+    want = x[:, [0, 1]] * 1.0 + x[:, [2, 3]] * 2.0 + x[:, [3, 0]] * 0.5
+    assert torch.equal(one_call, want) and torch.equal(one_by_one, want)
+
+
 def test_what_the_compiler_takes_and_refuses():
     x, out = torch.arange(6.0).view(2, 3), torch.empty(2, 2)
     step = ScriptedStep([(torch.index_select, (x, 1, INDICES), {"out": out}), (torch.Tensor.mul_, (out, RATE), {})])

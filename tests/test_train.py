@@ -72,6 +72,17 @@ def test_data_order_per_seed_reproducible_and_spans_epochs():
     assert sorted(first_epoch.tolist()) == list(range(100)), "each epoch visits every example once"
 
 
+@pytest.mark.parametrize("n, batch_size", [(100, 30), (100, 20), (7, 20)])  # batches across epochs; within; > an epoch
+def test_a_span_of_steps_is_their_batches_in_order(n, batch_size):
+    order = DataOrder(n=n, batch_size=batch_size, data_seeds=[1, 2])
+    stream = torch.cat([DataOrder(n, batch_size, [1, 2]).permutation(e) for e in range(30)], dim=1)  # epoch after epoch
+    for first, end in ((0, 1), (0, 4), (3, 9), (5, 6), (2, 2)):
+        want = stream[:, first * batch_size: end * batch_size].reshape(2, end - first, batch_size).transpose(0, 1)
+        assert torch.equal(order.span(first, end), want), (first, end)
+        for t in range(first, end):
+            assert torch.equal(order.indices(t), want[t - first])
+
+
 def test_branches_of_a_seed_share_batches(data, monkeypatch):
     seen = []
     import lottery.train as t
@@ -145,8 +156,8 @@ def crash_and_resume_group(model, reps, data, cfg, crash_at: int, every: int, **
     class Crash(Exception):
         pass
 
-    def crash(step, total):
-        if step == crash_at:
+    def crash(step, total):  # progress comes every few steps (lottery.train.STEPS_PER_CALL)
+        if step >= crash_at:
             raise Crash
     checkpoint = MemoryCheckpoint()
     with pytest.raises(Crash):
@@ -204,7 +215,7 @@ def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_hold
         pass
 
     def crash(step, total):
-        if step == 7:
+        if step >= 7:
             raise Crash
     with pytest.raises(Crash):
         train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5, progress=crash)

@@ -122,6 +122,17 @@ class TrainStep:
             self.scripted = compiled
             compiled.mark_verified()
 
+    def steps(self, first: int, end: int, lrs: list[float]) -> None:
+        """Steps first … end − 1, step t at rate lrs[t]: what as many calls `self(t, lrs[t])` do, bit
+        for bit; once the step is compiled, in one call that loops in TorchScript."""
+        t = first
+        while t < end and self.scripted is None:
+            self(t, lrs[t])
+            t += 1
+        if t < end:
+            self.step = end - 1
+            self.scripted.run(self.data_order.span(t, end).reshape(end - t, -1), lrs[t:end])
+
     def __call__(self, t: int, lr: float) -> None:
         self.step = t
         idx = self.data_order.indices(t)
