@@ -19,9 +19,10 @@ TorchScript's dead-code elimination, which does not see the writes (found here).
 
 The function takes several steps a call, looping in TorchScript (`ScriptedStep.run`): calling it
 once a step from Python cost each lane's steps its Python wrapper and a wait for the GIL, which
-the other lane holds for its own. Whole trainings alternated 8 times in one process, the same
-bits: LeNet-300-100 one seed × three branches (two lanes) 1.12× faster, 3 × 3 1.07×, one
-replicate on two threads 1.13×; 16 MNIST-1D MLPs as one group 1.10×, one at a time 1.20×.
+the other lane holds for its own. Whole trainings, before and after alternated in separate
+processes (medians of 4 pairs, the same bits): LeNet-300-100 one seed × three branches (two
+lanes) 1.21× faster, 3 × 3 1.07×, one replicate on two threads 1.20×; 16 MNIST-1D MLPs as one
+group 1.26× (benchmarks/README.md).
 """
 
 import torch
