@@ -76,7 +76,7 @@ def test_data_order_per_seed_reproducible_and_spans_epochs():
 def test_a_span_of_steps_is_their_batches_in_order(n, batch_size):
     order = DataOrder(n=n, batch_size=batch_size, data_seeds=[1, 2])
     stream = torch.cat([DataOrder(n, batch_size, [1, 2]).permutation(e) for e in range(30)], dim=1)  # epoch after epoch
-    for first, end in ((0, 1), (0, 4), (3, 9), (5, 6), (2, 2)):
+    for first, end in ((0, 1), (0, 4), (3, 9), (5, 6), (2, 2), (5, 5)):  # (5, 5) at 20 a batch: an epoch's end
         want = stream[:, first * batch_size: end * batch_size].reshape(2, end - first, batch_size).transpose(0, 1)
         assert torch.equal(order.span(first, end), want), (first, end)
         for t in range(first, end):

@@ -106,7 +106,7 @@ class DataOrder:
     def span(self, first_step: int, end_step: int) -> torch.Tensor:  # [end_step - first_step, S, batch_size]
         """The batches of steps first_step … end_step − 1, step after step."""
         start, stop = first_step * self.batch_size, end_step * self.batch_size
-        first, last = start // self.n, (stop - 1) // self.n
+        first, last = start // self.n, max(start, stop - 1) // self.n  # no steps: an empty view
         flat = torch.cat([self.permutation(e)[:, max(start - e * self.n, 0): min(stop - e * self.n, self.n)]
                           for e in range(first, last + 1)], dim=1) if first != last else \
             self.permutation(first)[:, start - first * self.n: stop - first * self.n]  # within an epoch: a view
