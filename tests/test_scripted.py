@@ -57,6 +57,17 @@ def test_the_compiled_step_trains_bit_for_bit_as_python(data, opt, seeds, branch
             assert not torch.equal(res.final[n][m], rep.init[n][m]), f"{n}: kept weights should train"
 
 
+def test_long_spans_compiled_train_as_python(data):
+    """Spans past STEPS_PER_CALL: calls of 32 steps, whose loop TorchScript unrolls (by 8), and a
+    remainder; in one program and in lanes."""
+    model, reps = group(data, seeds=2, branches=2)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="90", eval_every="45")
+    for lanes in (1, 2):
+        compiled = train(model, reps, data, cfg, lanes=lanes)
+        assert {r.extra["scripted"] for r in compiled} == {True}
+        assert_same_training(compiled, train(model, reps, data, cfg, lanes=lanes, script=False))
+
+
 def test_compiled_lanes_and_a_resumed_run_are_the_python_run(data):
     model, reps = group(data, seeds=3, branches=2)  # two lanes, seed 1 cut in two
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
