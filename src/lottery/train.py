@@ -107,9 +107,11 @@ class DataOrder:
         """The batches of steps first_step … end_step − 1, step after step."""
         start, stop = first_step * self.batch_size, end_step * self.batch_size
         first, last = start // self.n, max(start, stop - 1) // self.n  # no steps: an empty view
-        flat = torch.cat([self.permutation(e)[:, max(start - e * self.n, 0): min(stop - e * self.n, self.n)]
-                          for e in range(first, last + 1)], dim=1) if first != last else \
-            self.permutation(first)[:, start - first * self.n: stop - first * self.n]  # within an epoch: a view
+        if first == last:  # within one epoch: a view, no copy (a step's batch, mostly)
+            flat = self.permutation(first)[:, start - first * self.n: stop - first * self.n]
+        else:
+            flat = torch.cat([self.permutation(e)[:, max(start - e * self.n, 0): min(stop - e * self.n, self.n)]
+                              for e in range(first, last + 1)], dim=1)
         return flat.view(len(self.data_seeds), end_step - first_step, self.batch_size).transpose(0, 1)
 
 
