@@ -16,14 +16,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lottery import masks as masks_lib  # noqa: E402
-from lottery import pruning  # noqa: E402
+from lottery import engine, pruning  # noqa: E402
 from lottery.cli import usable_cores  # noqa: E402
 from lottery.config import DataConfig, TrainConfig  # noqa: E402
 from lottery.data import load_dataset  # noqa: E402
-from lottery.lottery import resolve_device  # noqa: E402
+from lottery.engine import Replicate, resolve_device  # noqa: E402
 from lottery.models import build  # noqa: E402
-from lottery.train import GroupTrainer, Replicate  # noqa: E402
 
 THREADS = int(os.environ.get("LOTTERY_BENCH_THREADS", usable_cores()))  # as `lottery run` does
 torch.set_num_threads(THREADS)
@@ -81,10 +79,10 @@ def replicates(data, model_name, k, seeds_per_stream=1, density=1.0, seed=0):
     for i in range(k):
         model = build(model_name, data.input_shape, data.num_classes, seed + i)
         params = {n: p.detach().clone() for n, p in model.named_parameters()}
-        mask = masks_lib.dense(params, masks_lib.prunable_names(model))
+        mask = pruning.dense(params, pruning.prunable_names(model))
         if density < 1.0:
             mask = pruning.magnitude(params, mask, rate=1 - density, output_rate=(1 - density) / 2)
-        reps.append(Replicate(masks_lib.apply(params, mask), mask, data_seed=seed + i // seeds_per_stream))
+        reps.append(Replicate(pruning.apply(params, mask), mask, data_seed=seed + i // seeds_per_stream))
     return model, reps
 
 
@@ -95,10 +93,18 @@ def engine_group(data, model_name, k, steps, streams=None, batch_size=60, lr=1.2
     model, reps = replicates(data, model_name, k, per_stream, density)
     cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=batch_size, length=str(steps), eval_every=str(10 ** 9))
     small = tiny_eval(on_device(data))
-    return lambda: GroupTrainer(model, reps, small, cfg, device=DEVICE, **kw)
+    return lambda: trainer(model, reps, small, cfg, **kw)
 
 
-def engine_trainer(*args, **kwargs) -> GroupTrainer:
+def trainer(model, reps, data, cfg, **options) -> engine.Trainer:
+    """The engine's trainer for these replicates on DEVICE, as `lottery run` makes it (options:
+    those of lottery.engine.Options)."""
+    group = engine.Group(model, reps, data, cfg)
+    options.setdefault("device", str(DEVICE))
+    return engine.Trainer(group, engine.plan(model, group.example(), engine.Options(**options)))
+
+
+def engine_trainer(*args, **kwargs) -> engine.Trainer:
     return engine_group(*args, **kwargs)()
 
 
@@ -161,7 +167,7 @@ def _alone(op, args, kwargs, repeats: int) -> float:
 
 
 def _kernel_times(program, lr, warmup: int, repeats: int) -> tuple[dict, float]:
-    """(seconds by kind of kernel, FLOPs) of one step of `program` (lottery.step.TrainStep), each
+    """(seconds by kind of kernel, FLOPs) of one step of `program` (lottery.engine.step.TrainStep), each
     kernel timed alone on the threads torch has now."""
     for t in range(warmup):
         program(t, lr)
@@ -211,7 +217,7 @@ def step_floor(trainer, lr, warmup=10, repeats=60) -> dict:
     it does alone.
 
     Timed twice, and the lower kept: the whole group as one program on all threads, and the
-    programs the lanes run (lottery.lanes: on one thread each, e.g. one-replicate pieces for one
+    programs the lanes run (engine/lanes.py: on one thread each, e.g. one-replicate pieces for one
     seed's three branches on two lanes) with the other cores kept busy meanwhile, each lane's
     pieces weighted by their share of the steps, the slowest lane's sum. Also: the products'
     GFLOP/s at their shapes, over the group. A CPU measure: on a GPU the step is one graph replay."""

@@ -16,16 +16,16 @@ import time
 
 import torch
 from common import mnist, replicates, result, tiny_eval
+from common import trainer as make_trainer
 
 from lottery.config import TrainConfig
-from lottery.train import GroupTrainer
 
 K, STEPS, ROUNDS, LR = 3, 200, 4, 1.2e-3
 
 data = mnist()
 model, reps = replicates(data, "lenet_300_100", K, K, density=0.8)
 cfg = TrainConfig(optimizer="adam", lr=LR, batch_size=60, length="400", eval_every=str(10 ** 9))
-trainer = GroupTrainer(model, reps, tiny_eval(data), cfg)
+trainer = make_trainer(model, reps, tiny_eval(data), cfg, device="cpu")
 params, stack, opt = trainer.params, trainer.stack, trainer.optimizer
 masked = [n for n in trainer.masks]
 batches = []

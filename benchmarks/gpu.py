@@ -8,10 +8,9 @@ import sys
 import time
 
 import torch
-from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, synchronize, tiny_eval
+from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, synchronize, tiny_eval, trainer
 
 from lottery.config import TrainConfig
-from lottery.train import GroupTrainer
 
 STEPS, ROUNDS = 400, 5
 CASES = ((1, 1), (3, 1), (9, 3))  # (K replicates, data streams)
@@ -27,10 +26,10 @@ cfg = TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, length=str(STEPS),
 
 def seconds_per_step(k: int, streams: int, graphs: bool) -> float:
     model, reps = replicates(data, "lenet_300_100", k, k // streams, density=0.8)
-    trainer = GroupTrainer(model, reps, small, cfg, device=DEVICE, graphs=graphs)
+    made = trainer(model, reps, small, cfg, cuda_graphs=graphs)
     synchronize()
     t = time.perf_counter()
-    trainer.run()  # ends with results copied to the CPU: synchronised
+    made.run()  # ends with results copied to the CPU: synchronised
     return (time.perf_counter() - t) / STEPS
 
 

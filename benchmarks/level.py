@@ -14,7 +14,8 @@ from dataclasses import replace
 from common import DEVICE, alternate, mnist, naive_train, on_device, result, spread, synchronize, tiny_eval
 
 from lottery.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from lottery.lottery import Experiment, RunOptions
+from lottery.engine import Options
+from lottery.imp.driver import Experiment, RunOptions
 
 STEPS, ROUNDS = 600, 8
 
@@ -28,7 +29,7 @@ cfg = ExperimentConfig(data=DataConfig("mnist", 5000), model=ModelConfig("lenet_
 def engine_level() -> float:
     """Seconds for level 1 alone (level 0, the dense training it prunes, is done beforehand)."""
     with tempfile.TemporaryDirectory() as store:
-        options = RunOptions(store=store, device=str(DEVICE))
+        options = RunOptions(store=store, engine=Options(device=str(DEVICE)))
         Experiment(cfg, options, data=small).run()
         synchronize()
         t = time.perf_counter()

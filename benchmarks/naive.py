@@ -2,7 +2,7 @@
 
 Naive: DataLoader over a TensorDataset, an nn.Module, masks through torch.nn.utils.prune,
 one model at a time, torch.optim.Adam with its defaults. Engine: the same single model
-(K = 1) through `lottery.train`. Both with masks at 80% density, batch 60. Rounds alternate
+(K = 1) through `lottery.engine`. Both with masks at 80% density, batch 60. Rounds alternate
 and the best of each is kept (this machine's speed drifts).
 """
 

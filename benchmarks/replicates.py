@@ -1,6 +1,6 @@
 """The MNIST-1D MLP: 16 replicates as one group vs the same 16 trained one after another by
 the engine, measured in one run. Each replicate has its own data order (16 streams). The 16 train
-as `lottery run` trains a group: on a multi-core CPU, in lanes (lottery.lanes), each a program
+as `lottery run` trains a group: on a multi-core CPU, in lanes (engine/lanes.py), each a program
 over its share of the seeds.
 
 Beside it, the most the group could gain with these kernels on this machine: the one-after-

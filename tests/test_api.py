@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 import lottery
-from lottery.config import ConfigError
-from lottery.results import COLUMNS
+from lottery.analysis.table import COLUMNS
+from lottery.errors import ConfigError, EngineWarning
 
 
 class TanhNet(nn.Module):
@@ -67,15 +67,14 @@ def test_clear_errors(tmp_path):
         lottery.find_ticket(TanhNet(), train=data(100, 1), test=data(50, 2), store=tmp_path, learning_rate=1)
 
 
-def test_models_vmap_cannot_run_train_one_at_a_time(tmp_path, caplog):
-    """Dropout (randomness vmap cannot seed per replicate), with BatchNorm: the log line says so,
+def test_models_vmap_cannot_run_train_one_at_a_time(tmp_path):
+    """Dropout (randomness vmap cannot seed per replicate), with BatchNorm: a warning says so,
     and the run works, buffers included."""
     model = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 4))
-    with caplog.at_level("WARNING", logger="lottery"):
+    with pytest.warns(EngineWarning, match=r"cannot be vectorised \(torch.func.vmap cannot run it.*"
+                                           "training its units one at a time"):
         ticket = lottery.find_ticket(model, train=data(200, 1), test=data(100, 2), store=tmp_path, levels=1,
                                      seeds=(0, 1), length="2ep", batch_size=50, eval_every="1ep")
-    assert "cannot be vectorised (torch.func.vmap cannot run it" in caplog.text  # the dropout
-    assert "training its units one at a time" in caplog.text
     assert set(ticket.results["group_size"]) == {1}
     trained = ticket.module(1)
     level_1 = ticket.results.query("level == 1 and branch == 'imp' and seed == 0")
@@ -87,10 +86,12 @@ def test_models_vmap_cannot_run_train_one_at_a_time(tmp_path, caplog):
 
 
 def test_engine_mlp_on_a_model_it_cannot_run_is_refused(tmp_path):
+    from lottery import engine
     from lottery.config import DataConfig, ExperimentConfig, ModelConfig
-    from lottery.lottery import Experiment, RunOptions
+    from lottery.imp.driver import Experiment, RunOptions
 
     cfg = ExperimentConfig(data=DataConfig("synthetic", 50), model=ModelConfig("mlp_small"), levels=0)
     tanh = nn.Sequential(nn.Flatten(), nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 4))
     with pytest.raises(ConfigError, match="engine 'mlp' runs Sequential stacks of Linear and ReLU"):
-        Experiment(cfg, RunOptions(store=tmp_path, engine="mlp"), model_factory=lambda seed: tanh)
+        Experiment(cfg, RunOptions(store=tmp_path, engine=engine.Options(stack="mlp")), model_factory=lambda seed: tanh)
+    assert not any(tmp_path.iterdir()), "refused before the store was touched"

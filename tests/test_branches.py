@@ -2,14 +2,14 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import Counting, tiny_config
 from torch import nn
 
-from lottery import lottery as driver
-from lottery import pruning, scores
-from lottery.branches import BRANCHES
-from lottery.lottery import Experiment, RunOptions
-from lottery.results import table
+from lottery import pruning
+from lottery.analysis.table import table
+from lottery.imp.branches import BRANCHES
+from lottery.imp.driver import Experiment, RunOptions
+from lottery.pruning import scores
 from lottery.store import RunStore, Unit
 
 
@@ -80,13 +80,12 @@ def branched(tmp_path_factory):
     return cfg, store
 
 
-def test_branches_reuse_the_cached_dense_training(branched, monkeypatch):
+def test_branches_reuse_the_cached_dense_training(branched):
     cfg, store = branched
-    trained = []
-    original = driver.train
-    monkeypatch.setattr(driver, "train", lambda t, reps, *a, **k: trained.append(len(reps)) or original(t, reps, *a, **k))
+    executor = Counting()
     everything = replace(cfg, branches=tuple(BRANCHES))
-    run_dir = Experiment(everything, RunOptions(store=store)).run()
+    run_dir = Experiment(everything, RunOptions(store=store), executor=executor).run()
+    trained = [len(g) for g in executor.groups]
     others = len(BRANCHES) - 1
     # levels 1 and 2 train only the new branches (fine-tuning in its own program: its own learning rate)
     assert sum(trained) == others * 2 * 2 and sorted(trained) == [2, 2, (others - 1) * 2, (others - 1) * 2]
@@ -150,41 +149,6 @@ def test_lr_rewind_starts_from_trained_weights_and_replays_the_schedule(tmp_path
     assert [h["lr"] for h in s.history(Unit(1, "lr_rewind", 0))] == imp_lrs, "the schedule replayed"
     assert imp_lrs[0] == pytest.approx(3e-3) and imp_lrs[-1] == pytest.approx(3e-4)
     assert {h["lr"] for h in s.history(Unit(1, "finetune", 0))} == {imp_lrs[-1]}, "fine-tuning at the final rate"
-
-
-def test_early_bird_stops_before_the_full_budget(tmp_path):
-    from lottery.early_bird import mask_distance
-
-    cfg = replace(tiny_config(lr=1e-2, length="20ep", eval_every="0.25ep"), branches=("imp", "early_bird"),
-                  levels=2, seeds=(0,))
-    s = RunStore(Experiment(cfg, RunOptions(store=tmp_path)).run())
-    df = table(s).set_index(["branch", "level"])
-    total = int(df.loc[("imp", 0)].steps)
-    for level in (1, 2):
-        eb = df.loc[("early_bird", level)]
-        assert 0 < eb.early_bird_step < total / 2, "the mask stabilised long before the end of training"
-        assert eb.find_flops < df.loc[("imp", 1)].find_flops, "cheaper than the dense training IMP needs"
-        ticket, bird = s.mask(Unit(level, "imp", 0)), s.mask(Unit(level, "early_bird", 0))
-        assert {n: int(m.sum()) for n, m in bird.items()} == {n: int(m.sum()) for n, m in ticket.items()}
-    a = {"w": torch.tensor([True, False, True, True])}
-    assert mask_distance(a, {"w": torch.tensor([True, True, True, False])}) == pytest.approx(1 / 3)
-    assert mask_distance(a, a) == 0.0
-
-
-def test_early_bird_rule_waits_for_a_window_of_stable_masks():
-    from lottery.early_bird import Search
-
-    rule = Search([{"w": 5}], scope="layerwise", window=3, epsilon=0.1)
-    g = torch.Generator().manual_seed(0)
-    stable = torch.randn(1, 1, 20, generator=g)
-    steps = []
-    for step in range(0, 200, 10):
-        w = torch.randn(1, 1, 20, generator=g) if step < 100 else stable  # reshuffled, then settled
-        if rule(step, {"w": w}):
-            steps.append(step)
-            break
-    assert steps == [130], "drawn once three successive distances are small: at 100 → 110 → 120 → 130"
-    assert int(rule.drawn[0][1]["w"].sum()) == 5
 
 
 def test_every_branch_runs_a_batchnorm_model(tmp_path):

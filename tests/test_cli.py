@@ -16,6 +16,8 @@ def run_cli(*args, env=None):
     (["run", "synthetic-tiny", "--set", "train.lr=abc"], "train.lr='abc' is not a valid float"),
     (["run", "synthetic-tiny", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers"),
     (["run", "synthetic-tiny", "--branches", "imp,lucky"], "branches ['lucky'] are unknown"),
+    (["run", "synthetic-tiny", "--set", "model.name=resnet9000"], "model.name='resnet9000' is unknown; choose one of"),
+    (["run", "synthetic-tiny", "--set", "data.dataset=cifar11"], "data.dataset='cifar11' is unknown; choose one of"),
     (["run", "lenet-mnist-quick", "--levels", "1"], "MNIST not found"),
     (["run", "synthetic-tiny", "--set", "rewind_step=99ep"], "past the end of training"),
     (["show", "deadbeef"], "no run 'deadbeef'"),
@@ -62,15 +64,19 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag, option", [("--no-cuda-graphs", "cuda_graphs"), ("--no-script", "script")])
-def test_compiled_steps_can_be_turned_off(tmp_path, monkeypatch, flag, option):
-    import lottery.cli
+def test_compiled_steps_can_be_turned_off(tmp_path, capsys):
+    """--no-script trains the step in Python (the run's record and every unit say so);
+    --no-cuda-graphs is accepted everywhere and matters on a GPU only (tests/test_cuda.py)."""
+    import json
 
-    seen = []
-    monkeypatch.setattr(lottery.cli, "_run_one", lambda cfg, options, quiet: seen.append(options) or tmp_path)
-    for flags in ([], [flag]):
-        assert main(["run", "synthetic-tiny", "--store", str(tmp_path), "--quiet", *flags]) == 0
-    assert [getattr(o, option) for o in seen] == [True, False]
+    for flags, scripted in (([], True), (["--no-script", "--no-cuda-graphs"], False)):
+        store = tmp_path / str(scripted)
+        assert main(["run", "synthetic-tiny", "--store", str(store), "--quiet", "--levels", "1", *flags]) == 0
+        run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+        record = json.loads((run_dir / "invocations.jsonl").read_text().splitlines()[-1])
+        assert record["script"] is scripted and record["cuda_graphs"] is False and record["engine"] == "mlp"
+        summaries = [json.loads(p.read_text()) for p in run_dir.glob("units/*/*/*/summary.json")]
+        assert {s["scripted"] for s in summaries} == {scripted}
 
 
 def test_a_list_of_rewinding_points_runs_one_experiment_each(tmp_path, capsys):

@@ -45,13 +45,24 @@ def test_round_trip_and_overrides():
     ("train.optimizer=rmsprop", "choose adam or sgd"),
     ("train.length=3 epochs", "is not a length"),
     ("train.color=red", "names no setting"),
-    ("model.name=resnet9000", "choose one of"),
     ("noequals", "must look like key=value"),
     ("levels=2.5", "not a valid int"),
 ])
 def test_bad_values_say_what_is_allowed(assignment, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(".", r"\.")):
         override(ExperimentConfig(), [assignment])
+
+
+def test_names_are_checked_at_the_edges_not_in_the_config():
+    """The config holds any name (it imports no registry); the driver and CLI check them first."""
+    from lottery.imp.driver import check_names
+
+    cfg = override(ExperimentConfig(), ["model.name=resnet9000"])
+    with pytest.raises(ConfigError, match="model.name='resnet9000' is unknown; choose one of lenet_300_100"):
+        check_names(cfg)
+    with pytest.raises(ConfigError, match=r"branches \['lucky'\] are unknown"):
+        check_names(ExperimentConfig(branches=("imp", "lucky")))
+    check_names(ExperimentConfig())
 
 
 def test_lengths():

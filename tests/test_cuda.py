@@ -6,22 +6,20 @@ import math
 
 import pytest
 import torch
+from conftest import batchnorm_replicate, crash_and_resume, replicate, train
 
+from lottery import engine
 from lottery.config import TrainConfig
-from lottery.train import DataOrder, GroupTrainer, train
-from test_train import batchnorm_replicate, crash_and_resume, replicate
+from lottery.engine.schedule import DataOrder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CFG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
 
 
-@pytest.fixture(scope="module")
-def data():
-    from lottery.config import DataConfig
-    from lottery.data import load_dataset
-
-    return load_dataset(DataConfig("synthetic", 200))
+def trainer(model, reps, data, cfg, **options):
+    group = engine.Group(model, reps, data, cfg)
+    return engine.Trainer(group, engine.plan(model, group.example(), engine.Options(device="cuda", **options)))
 
 
 def assert_same_training(on_cpu, on_gpu, rtol, atol):
@@ -44,9 +42,9 @@ def test_data_order_is_the_same_on_every_device():
 def test_mlp_group_on_cuda_equals_the_cpu_run(data):
     pairs = [replicate(data, s, data_seed) for s, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model, reps = pairs[0][0], [r for _, r in pairs]
-    trainer = GroupTrainer(model, reps, data, CFG, device="cuda")
-    assert trainer.params[next(iter(trainer.params))].device.type == "cuda"
-    on_gpu = trainer.run()
+    on_cuda = trainer(model, reps, data, CFG)
+    assert on_cuda.params[next(iter(on_cuda.params))].device.type == "cuda"
+    on_gpu = on_cuda.run()
     on_cpu = train(model, reps, data, CFG)
     assert_same_training(on_cpu, on_gpu, rtol=1e-3, atol=1e-4)
     for rep, res in zip(reps, on_gpu):
@@ -57,8 +55,8 @@ def test_mlp_group_on_cuda_equals_the_cpu_run(data):
 def test_vmap_group_with_batchnorm_on_cuda_equals_the_cpu_run(data):
     pairs = [batchnorm_replicate(data, s, d, dropout=False) for s, d in ((0, 10), (1, 10), (2, 11))]
     model, reps = pairs[0][0], [r for _, r in pairs]
-    on_gpu = train(model, reps, data, CFG, device="cuda", engine="vmap")
-    on_cpu = train(model, reps, data, CFG, engine="vmap")
+    on_gpu = train(model, reps, data, CFG, device="cuda", stack="vmap")
+    on_cpu = train(model, reps, data, CFG, stack="vmap")
     assert_same_training(on_cpu, on_gpu, rtol=1e-3, atol=1e-4)
     assert all(r.final["2.num_batches_tracked"].item() == r.steps for r in on_gpu)
 
@@ -81,12 +79,12 @@ def test_dropout_units_on_cuda_train_the_same_alone_as_together_and_resume_exact
 
 def test_an_experiment_runs_on_cuda_and_records_it(tmp_path):
     from lottery.config import DataConfig, ExperimentConfig, ModelConfig
-    from lottery.lottery import Experiment, RunOptions, level_units
+    from lottery.imp.driver import Experiment, RunOptions, level_units
     from lottery.store import RunStore
 
     cfg = ExperimentConfig(data=DataConfig("synthetic", 200), model=ModelConfig("mlp_small"), train=CFG,
                            levels=2, seeds=(0, 1))
-    gpu = RunStore(Experiment(cfg, RunOptions(store=str(tmp_path / "gpu"), device="cuda")).run())
+    gpu = RunStore(Experiment(cfg, RunOptions(store=str(tmp_path / "gpu"), engine=engine.Options(device="cuda"))).run())
     cpu = RunStore(Experiment(cfg, RunOptions(store=str(tmp_path / "cpu"))).run())
     finished = gpu.invocations()[-1]
     assert finished["event"] == "finished" and finished["device"].startswith("cuda") and finished["cuda_graphs"]
@@ -113,10 +111,10 @@ def test_the_replayed_cuda_graph_trains_exactly_like_the_eager_loop(data, opt):
     cfg = TrainConfig(batch_size=40, length="6ep", eval_every="1ep", **opt)
     pairs = [replicate(data, s, data_seed) for s, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model, reps = pairs[0][0], [r for _, r in pairs]
-    graphed = GroupTrainer(model, reps, data, cfg, device="cuda")
+    graphed = trainer(model, reps, data, cfg)
     replayed = graphed.run()
     assert graphed.graphed is not None and graphed.graphed.graph is not None, "the MLP engine on CUDA replays a graph"
-    eager = train(model, reps, data, cfg, device="cuda", graphs=False)
+    eager = train(model, reps, data, cfg, device="cuda", cuda_graphs=False)
     for a, b in zip(eager, replayed):
         for n in a.final:
             assert torch.equal(a.final[n], b.final[n]), n
@@ -140,7 +138,7 @@ def test_freeing_an_earlier_graph_cannot_void_a_later_capture():
     whatever allocation it runs: inside another capture that is a forbidden CUDA call and the capture
     fails (seen: `benchmarks/replicates.py` on an H200). Here the earlier graph becomes garbage in
     the middle of the later capture, and the collector runs there if it may, as it would."""
-    from lottery.graphs import WARMUP_STEPS, GraphedStep
+    from lottery.engine.cuda_graph import WARMUP_STEPS, GraphedStep
 
     total, idx = torch.zeros(4, device="cuda"), torch.zeros(2, dtype=torch.long, device="cuda")
 
@@ -173,7 +171,6 @@ def test_freeing_an_earlier_graph_cannot_void_a_later_capture():
 
 def test_lane_programs_on_cuda_before_a_run_give_the_one_graphed_program(data):
     model, rep = replicate(data, 0, 10)
-    trainer = GroupTrainer(model, [rep], data, CFG, device="cuda")
-    plan, programs = trainer.lane_programs()
+    plan, programs = trainer(model, [rep], data, CFG).lane_programs()
     assert len(plan) == 1 and len(programs) == 1, "on a GPU the group is one program"
     assert next(iter(programs.values())).graphed is not None

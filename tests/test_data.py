@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from lottery.config import ConfigError, DataConfig
+from lottery.config import DataConfig
 from lottery.data import load_dataset, mnist
+from lottery.errors import ConfigError
 
 
 def tiny_pickle(n=(6, 3, 4), side=4):

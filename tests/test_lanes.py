@@ -1,4 +1,4 @@
-"""Lanes (lottery.lanes): a group's seeds trained side by side in threads give what one program gives."""
+"""Lanes (engine/lanes.py): a group's seeds trained side by side in threads give what one program gives."""
 
 import json
 import threading
@@ -6,17 +6,11 @@ from fractions import Fraction
 
 import pytest
 import torch
+from conftest import crash_and_resume_group, group, train
 
-from lottery.config import DataConfig, TrainConfig
-from lottery.data import load_dataset
-from lottery.lanes import lane_count, run_lanes, schedule
-from lottery.train import train
-from test_train import crash_and_resume_group, replicate
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset(DataConfig("synthetic", 200))
+from lottery import engine
+from lottery.config import TrainConfig
+from lottery.engine.lanes import lane_count, run_lanes, schedule
 
 
 def test_lane_count_gives_every_thread_a_lane_when_there_are_enough_units():
@@ -71,11 +65,6 @@ def test_a_failing_lane_stops_the_others_and_its_error_reaches_the_caller():
     assert torch.get_num_threads() >= 1
 
 
-def group(data, seeds=3, branches=2):
-    pairs = [replicate(data, 10 * s + b, 100 + s) for s in range(seeds) for b in range(branches)]
-    return pairs[0][0], [r for _, r in pairs]
-
-
 def test_lanes_train_exactly_as_one_program(data):
     model, reps = group(data)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="0.5ep")
@@ -126,16 +115,18 @@ def test_one_seeds_branches_split_into_lanes_train_as_one_program(data):
 
 
 def test_lane_programs_are_the_pieces_the_lanes_run(data):
-    """What benchmarks time as the lanes' work (GroupTrainer.lane_programs) is what `run` steps:
+    """What benchmarks time as the lanes' work (Trainer.lane_programs) is what `run` steps:
     one seed's three branches on two lanes as one-replicate programs, each lane given 1.5 of them."""
-    from lottery.train import GroupTrainer
-
     model, reps = group(data, seeds=1, branches=3)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
-    plan, programs = GroupTrainer(model, reps, data, cfg, lanes=2).lane_programs()
+
+    def trainer(lanes):
+        return engine.Trainer(engine.Group(model, reps, data, cfg),
+                              engine.plan(model, (data.train_x[:2], data.train_y[:2]), engine.Options(lanes=lanes)))
+    plan, programs = trainer(2).lane_programs()
     assert len(plan) == 2 and sorted(programs) == [(0, 1), (1, 2), (2, 3)]
     assert [sum(p.end - p.begin for p in pieces) for pieces in plan] == [Fraction(3, 2)] * 2
     for program in programs.values():
         assert all(t.shape[:2] == (1, 1) for t in program.params.values()), "a program holds one replicate"
-    plan, programs = GroupTrainer(model, reps, data, cfg, lanes=1).lane_programs()
+    plan, programs = trainer(1).lane_programs()
     assert len(plan) == 1 and [tuple(t.shape[:2]) for t in next(iter(programs.values())).params.values()][0] == (1, 3)

@@ -3,11 +3,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import Counting, tiny_config
 
-from lottery import lottery as driver
-from lottery.lottery import Experiment, RunOptions
-from lottery.results import table
+from lottery.analysis.table import table
+from lottery.imp.driver import Experiment, RunOptions
 from lottery.store import RunStore, Unit
 
 
@@ -98,12 +97,20 @@ def test_table_has_one_row_per_unit_and_the_documented_columns(finished):
     assert lv1.fraction_remaining.nunique() == 1, "controls sit at the ticket's sparsity"
 
 
-def test_rerun_reuses_finished_units_and_more_levels_extend(finished, monkeypatch):
+def test_a_level_waits_for_the_ticket_of_the_level_before(tmp_path):
+    """The driver offers an executor only units whose inputs are done: all of level 0 first, then
+    a seed's level L once its level L−1 ticket is written."""
+    executor = Counting()
+    Experiment(tiny_config(), RunOptions(store=tmp_path), executor=executor).run()
+    offered = [sorted({lv for lv, _, _ in g}) for g in executor.offers]
+    assert offered == [[0], [1], [2]], offered
+
+
+def test_rerun_reuses_finished_units_and_more_levels_extend(finished):
     cfg, store = finished
-    calls = []
-    original = driver.train
-    monkeypatch.setattr(driver, "train", lambda *a, **k: calls.append(len(a[1])) or original(*a, **k))
-    Experiment(cfg, RunOptions(store=store.run_dir.parent)).run()
-    assert calls == [], "a finished run is reused, never recomputed"
-    Experiment(replace(cfg, levels=cfg.levels + 1), RunOptions(store=store.run_dir.parent)).run()
-    assert calls == [2 * 3], "one more level trains only that level, all its units as one group"
+    executor = Counting()
+    Experiment(cfg, RunOptions(store=store.run_dir.parent), executor=executor).run()
+    assert executor.groups == [], "a finished run is reused, never recomputed"
+    Experiment(replace(cfg, levels=cfg.levels + 1), RunOptions(store=store.run_dir.parent), executor=executor).run()
+    assert executor.groups == [[(3, b, s) for s in cfg.seeds for b in cfg.branches]], \
+        "one more level trains only that level, all its units as one group"

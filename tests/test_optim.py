@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lottery import optim
 from lottery.config import TrainConfig
+from lottery.engine import optim
 
 SETTINGS = [
     dict(optimizer="adam", lr=1e-2),

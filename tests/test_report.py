@@ -10,7 +10,7 @@ from test_stats import table as synthetic_table
 
 from lottery.analysis import plots
 from lottery.analysis.report import write_report
-from lottery.lottery import Experiment, RunOptions
+from lottery.imp.driver import Experiment, RunOptions
 from lottery.store import RunStore
 
 

@@ -2,13 +2,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from conftest import kill_when_seen
 from safetensors.torch import load_file
 
 ARGS = ["run", "synthetic-tiny", "--levels", "2", "--seeds", "0,1", "--set", "train.length=600",
@@ -31,17 +30,7 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path, capsys)
     assert straight.returncode == 0, err
     reference = Path(out.strip().splitlines()[-1])
 
-    victim = cli(tmp_path / "b")
-    deadline = time.time() + 120
-    checkpoint = None
-    while time.time() < deadline and checkpoint is None:
-        found = list((tmp_path / "b").glob("*/checkpoints/level_01-*.safetensors"))
-        checkpoint = found[0] if found else None
-        time.sleep(0.002)
-    assert checkpoint is not None, "never saw an in-training checkpoint of level 1"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
+    checkpoint = kill_when_seen(cli(tmp_path / "b"), tmp_path / "b", "*/checkpoints/level_01-*.safetensors")
     run_dir = checkpoint.parent.parent
     assert not (run_dir / "units/level_01/imp/seed_0/DONE").exists(), "killed before level 1 finished"
     assert (run_dir / "units/level_00/imp/seed_0/DONE").exists(), "level 0 survived the kill"

@@ -1,37 +1,12 @@
-"""The training step compiled to TorchScript (lottery.scripted) trains as the Python loop does."""
-
-import json
-import logging
+"""The training step compiled to TorchScript (engine/scripted.py) trains as the Python loop does."""
 
 import pytest
 import torch
+from conftest import assert_same_training, crash_and_resume_group, group, train
 
-from lottery import scripted
-from lottery.config import DataConfig, TrainConfig
-from lottery.data import load_dataset
-from lottery.scripted import INDICES, RATE, NotCompilable, ScriptedStep
-from lottery.train import train
-from test_lanes import group
-from test_train import crash_and_resume_group
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset(DataConfig("synthetic", 200))
-
-
-@pytest.fixture(autouse=True)
-def fresh_checks(monkeypatch):
-    """Each test's compiled steps are checked afresh, whatever earlier tests verified."""
-    monkeypatch.setattr("lottery.scripted._VERIFIED", set())
-
-
-def assert_same_training(a, b):
-    for x, y in zip(a, b):
-        for n in x.final:
-            assert torch.equal(x.final[n], y.final[n]), n
-        assert json.dumps(x.history) == json.dumps(y.history)  # training and validation losses, to the bit
-        assert (x.test_acc_end, x.early_stop_step) == (y.test_acc_end, y.early_stop_step)
+from lottery.config import TrainConfig
+from lottery.engine.scripted import INDICES, RATE, NotCompilable, ScriptedStep
+from lottery.errors import EngineWarning
 
 
 @pytest.mark.parametrize("opt", [
@@ -78,54 +53,49 @@ def test_compiled_lanes_and_a_resumed_run_are_the_python_run(data):
     assert_same_training(crash_and_resume_group(model, reps, data, cfg, crash_at=11, every=4, lanes=2), python)
 
 
-def test_a_step_verified_once_is_not_checked_again_over_tensors_laid_out_alike(data, monkeypatch):
-    checks = []
-    original = ScriptedStep.check
-    monkeypatch.setattr(ScriptedStep, "check", lambda self, *a: checks.append(self.key) or original(self, *a))
+def test_a_second_trainer_over_tensors_laid_out_alike_trains_compiled_as_python(data):
+    """The next level's trainer (new tensors, laid out alike) trains compiled, to the same bits."""
     model, reps = group(data, seeds=2, branches=2)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
     first = train(model, reps, data, cfg, lanes=1)
-    assert len(checks) == 2  # CHECKED_STEPS
-    second = train(model, reps, data, cfg, lanes=1)  # a new trainer: new tensors, laid out alike
-    assert len(checks) == 2 and {r.extra["scripted"] for r in second} == {True}
+    second = train(model, reps, data, cfg, lanes=1)
+    assert {r.extra["scripted"] for r in first + second} == {True}
     assert_same_training(second, first)
     assert_same_training(second, train(model, reps, data, cfg, lanes=1, script=False))
-    other = TrainConfig(optimizer="adam", lr=1e-2, batch_size=20, length="2ep", eval_every="1ep")
-    train(model, reps, data, other, lanes=1)  # other shapes: checked anew
-    assert len(checks) == 4 and checks[2] != checks[0]
+    other = TrainConfig(optimizer="adam", lr=1e-2, batch_size=20, length="2ep", eval_every="1ep")  # other shapes
+    assert_same_training(train(model, reps, data, other, lanes=1), train(model, reps, data, other, lanes=1, script=False))
 
 
-def test_a_step_torchscript_cannot_hold_stays_in_python_and_says_why(data, monkeypatch, caplog):
+def test_a_step_torchscript_cannot_hold_stays_in_python_and_says_why(data, monkeypatch):
     def refuse(self, kernels):
         raise NotCompilable("a kernel it cannot express")
     monkeypatch.setattr(ScriptedStep, "__init__", refuse)
-    monkeypatch.setattr("lottery.step._warned", set())
     model, reps = group(data, seeds=2, branches=1)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
-    with caplog.at_level(logging.WARNING, logger="lottery"):
+    with pytest.warns(EngineWarning) as said:
         refused = train(model, reps, data, cfg)
     assert {r.extra["scripted"] for r in refused} == {False}
-    assert [r.getMessage() for r in caplog.records] == [
-        "the training step stays in Python: TorchScript cannot compile it (a kernel it cannot express)"]
+    assert {str(w.message) for w in said} == {
+        "the training step stays in Python: TorchScript cannot compile it (a kernel it cannot express)"}
     assert_same_training(refused, train(model, reps, data, cfg, script=False))
 
 
 @pytest.mark.parametrize("wrong_call", [1, 2])  # TorchScript profiles a function's first call, optimises the next
-def test_a_compiled_step_that_does_not_match_python_is_not_used(data, monkeypatch, caplog, wrong_call):
-    """The check on the first compiled steps: here a compiled step that skips the update once."""
+def test_a_compiled_step_that_does_not_match_python_is_not_used(data, monkeypatch, wrong_call):
+    """The check on the first compiled steps: here a compiled step that skips the update once.
+    (The batch size is this test's own: a step over tensors laid out like an earlier test's
+    passed its check there and is not checked again in this process.)"""
     original = ScriptedStep.__call__
 
     def skips_once(self, indices, lr):
         self.calls = getattr(self, "calls", 0) + 1
         original(self, indices, 0.0 if self.calls == wrong_call else lr)
     monkeypatch.setattr(ScriptedStep, "__call__", skips_once)
-    monkeypatch.setattr("lottery.step._warned", set())
     model, reps = group(data, seeds=2, branches=1)
-    cfg = TrainConfig(optimizer="sgd", lr=0.05, batch_size=40, length="1ep", eval_every="1ep")
-    with caplog.at_level(logging.WARNING, logger="lottery"):
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, batch_size=37 + wrong_call, length="1ep", eval_every="1ep")
+    with pytest.warns(EngineWarning, match="did not take the same step bit for bit"):
         checked = train(model, reps, data, cfg)
     assert {r.extra["scripted"] for r in checked} == {False}
-    assert "did not take the same step bit for bit" in caplog.text
     assert_same_training(checked, train(model, reps, data, cfg, script=False))
 
 
@@ -165,11 +135,9 @@ def test_what_the_compiler_takes_and_refuses():
     for kernel in [(print, (x,), {}), (torch.Tensor.mul_, (out, [1, 2]), {}), (torch.Tensor.mul_, (out, float("nan")), {})]:
         with pytest.raises(NotCompilable):
             ScriptedStep([kernel])
-    assert scripted.applies(True, "cpu", "mlp") and not scripted.applies(True, "cpu", "vmap")
-    assert not scripted.applies(False, "cpu", "mlp") and not scripted.applies(True, "cuda", "mlp")
 
 
 def test_other_engines_run_in_python(data):
     model, reps = group(data, seeds=2, branches=1)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
-    assert {r.extra["scripted"] for r in train(model, reps, data, cfg, engine="vmap")} == {False}
+    assert {r.extra["scripted"] for r in train(model, reps, data, cfg, stack="vmap")} == {False}

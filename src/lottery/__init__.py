@@ -1,7 +1,8 @@
 """lottery: find, verify and study lottery tickets in neural networks."""
 
-__version__ = "0.1.0"
-__all__ = ["find_ticket"]
+from lottery.version import __version__
+
+__all__ = ["__version__", "find_ticket"]
 
 
 def __getattr__(name):

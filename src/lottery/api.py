@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lottery import masks as masks_lib
+from lottery import engine
+from lottery.analysis.table import table
 from lottery.config import (
     DEFAULT_BRANCHES,
-    ConfigError,
     DataConfig,
     ExperimentConfig,
     ModelConfig,
@@ -32,8 +32,10 @@ from lottery.config import (
     TrainConfig,
 )
 from lottery.data import split_validation
-from lottery.lottery import Experiment, RunOptions
-from lottery.results import table
+from lottery.errors import ConfigError
+from lottery.imp.driver import Experiment, RunOptions
+from lottery.pruning import prunable_names
+from lottery.seeds import seeded
 from lottery.store import RunStore, Unit, default_root
 
 
@@ -93,8 +95,7 @@ def _factory(model: nn.Module):
 
     def build(seed: int) -> nn.Module:
         fresh = copy.deepcopy(template)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             for m in fresh.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
@@ -118,7 +119,7 @@ def find_ticket(model: nn.Module, train, test, *, levels: int = 5, seeds=(0,), b
         raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     x, y = _tensors(train, "train")
     test_x, test_y = _tensors(test, "test")
-    names = list(prunable) if prunable is not None else masks_lib.prunable_names(model)
+    names = list(prunable) if prunable is not None else prunable_names(model)
     params = dict(model.named_parameters())
     missing = [n for n in names if n not in params]
     if missing:
@@ -146,8 +147,8 @@ def find_ticket(model: nn.Module, train, test, *, levels: int = 5, seeds=(0,), b
     if progress:
         from lottery.progress import RichReporter
         reporter = RichReporter()
-    exp = Experiment(cfg, RunOptions(store=Path(store) if store else default_root(), device=device), data=data, reporter=reporter,
-                     model_factory=_factory(model), prunable=names)
+    options = RunOptions(store=Path(store) if store else default_root(), engine=engine.Options(device=device))
+    exp = Experiment(cfg, options, data=data, reporter=reporter, model_factory=_factory(model), prunable=names)
     run_dir = exp.run()
     results = table(RunStore(run_dir))
     results.to_csv(run_dir / "results.csv", index=False)

@@ -5,6 +5,10 @@ names the run directory, so the same experiment always lands in the same place a
 different one never overwrites it. What only *extends* an experiment (more levels, more seeds,
 more branches) or says *how* to execute it (threads, device, checkpoint interval) is kept out
 of the hash: levels, seeds and branches are sub-directories of one run, as in OpenLTH.
+
+This module checks values only. Names (datasets, models, branches) are checked against their
+registries at the edges, where those are known (`lottery.imp.driver.check_names`): the
+configuration sits below every registry and imports none of them.
 """
 
 import dataclasses
@@ -14,13 +18,11 @@ import re
 import typing
 from dataclasses import dataclass, field
 
+from lottery.errors import ConfigError
+
 SCHEMA_VERSION = 1
 DEFAULT_BRANCHES = ("imp", "reinit", "random_prune")
 _LENGTH = re.compile(r"^(\d+)$|^(\d+(?:\.\d+)?)ep$")
-
-
-class ConfigError(ValueError):
-    """A user mistake in a configuration value; the message says what is allowed."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -52,10 +54,9 @@ class DataConfig:
     fingerprint: str = ""  # 'custom' data (find_ticket): a hash of the tensors
 
     def __post_init__(self):
-        from lottery.data import DATASETS
-
-        _check(self.dataset in DATASETS or (self.dataset == "custom" and self.fingerprint),
-               f"data.dataset={self.dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
+        _check(bool(self.dataset), "data.dataset must name a dataset (see `lottery presets`)")
+        _check(self.dataset != "custom" or bool(self.fingerprint),
+               "data.dataset='custom' is the Python API's own data (find_ticket); name a dataset")
         _check(self.validation_size >= 1, f"data.validation_size={self.validation_size} must be at least 1")
 
 
@@ -65,10 +66,9 @@ class ModelConfig:
     fingerprint: str = ""  # 'custom' models (find_ticket): a hash of the architecture
 
     def __post_init__(self):
-        from lottery.models import MODELS
-
-        _check(self.name in MODELS or (self.name == "custom" and self.fingerprint),
-               f"model.name={self.name!r} is unknown; choose one of {', '.join(MODELS)}")
+        _check(bool(self.name), "model.name must name a model (see `lottery presets`)")
+        _check(self.name != "custom" or bool(self.fingerprint),
+               "model.name='custom' is the Python API's own model (find_ticket); name a model")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,13 @@ class TrainConfig:
         _check_length("train.eval_every", self.eval_every, allow_zero=False)
         for m in self.milestones:
             _check_length("train.milestones", m)
+
+    def steps_per_epoch(self, train_examples: int) -> float:
+        return train_examples / self.batch_size
+
+    def total_steps(self, train_examples: int) -> int:
+        """The training length in optimiser steps, for a training set of this many examples."""
+        return to_steps(self.length, self.steps_per_epoch(train_examples))
 
 
 @dataclass(frozen=True)
@@ -138,10 +145,6 @@ class ExperimentConfig:
         _check(len(self.seeds) >= 1, "seeds must name at least one seed")
         _check(all(s >= 0 for s in self.seeds), f"seeds={self.seeds} must be non-negative integers")
         _check(len(set(self.seeds)) == len(self.seeds), f"seeds={self.seeds} has duplicates")
-        from lottery.branches import BRANCHES
-
-        unknown = [b for b in self.branches if b not in BRANCHES]
-        _check(not unknown, f"branches {unknown} are unknown; choose from {', '.join(BRANCHES)} (see `lottery branches`)")
         _check(len(set(self.branches)) == len(self.branches), f"branches {self.branches} has duplicates")
         _check("imp" in self.branches, "branches must include 'imp': every control is defined by the IMP ticket")
 

@@ -1,6 +1,6 @@
 """Named experiments. Each preset's docstring says where its settings come from."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lottery.config import (
     DataConfig,
@@ -9,6 +9,7 @@ from lottery.config import (
     PruneConfig,
     TrainConfig,
 )
+from lottery.imp.branches import BRANCHES, of_kind
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,15 @@ PRESETS = {
 
 
 def _with_branches(base: str, branches: tuple[str, ...], what: str, seeds=None) -> Preset:
-    from dataclasses import replace
-
-    from lottery.branches import BRANCHES
-
     sources = "; ".join(f"{b}: {BRANCHES[b].source}" for b in branches if b != "imp")
     cfg = replace(PRESETS[base].config, branches=branches, **({"seeds": seeds} if seeds else {}))
     return Preset(f"{what} beside the IMP ticket, on the budget of {base} (training settings: Frankle & Carbin "
                   f"2019). Method sources: {sources}", cfg)
 
 
-_METHODS = ("oneshot", "lr_rewind", "finetune", "early_bird", "magnitude_init", "snip", "grasp", "synflow")
-for _m in _METHODS:
+for _m in of_kind("method"):
     PRESETS[f"lenet-mnist-{_m}"] = _with_branches("lenet-mnist", ("imp", _m), f"{_m}")
     PRESETS[f"lenet-mnist-{_m}-quick"] = _with_branches("lenet-mnist-quick", ("imp", _m), f"{_m}")
 PRESETS["lenet-mnist-all-quick"] = _with_branches(
-    "lenet-mnist-quick", ("imp", "reinit", "random_prune", "shuffle", "invert") + _METHODS,
-    "every control, ablation and method", seeds=(0,))
-PRESETS["mlp-mnist1d-all"] = _with_branches(
-    "mlp-mnist1d", ("imp", "reinit", "random_prune", "shuffle", "invert") + _METHODS, "every control, ablation and method")
+    "lenet-mnist-quick", tuple(BRANCHES), "every control, ablation and method", seeds=(0,))
+PRESETS["mlp-mnist1d-all"] = _with_branches("mlp-mnist1d", tuple(BRANCHES), "every control, ablation and method")

@@ -13,7 +13,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from lottery.lottery import Reporter
+from lottery.execute import Reporter
 
 
 class RichReporter(Reporter):

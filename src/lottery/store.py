@@ -8,9 +8,9 @@
     <store>/<hash>/aux/                           by-products branches reuse (e.g. early-bird searches)
     <store>/<hash>/results.csv, accuracy.png      derived outputs, rebuilt from the units
 
-Every file is written to a temporary name and renamed into place, and DONE is written last,
-so a unit is either complete or absent no matter when the process dies. A lock file keeps a
-second process out of a run directory while one is writing it.
+Every file is written atomically and fsynced (lottery.atomic), and DONE is written last, so a
+unit is either complete or absent no matter when the process dies. A lock file keeps a second
+process out of a run directory while one is writing it.
 """
 
 import fcntl
@@ -21,13 +21,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from lottery import atomic
 from lottery.config import ExperimentConfig
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used (unwritable, locked, or holds a different experiment)."""
+from lottery.errors import StoreError
 
 
 def default_root() -> Path:
@@ -45,21 +43,6 @@ class Unit:
         return f"level_{self.level:02d}/{self.branch}/seed_{self.seed}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
 class Checkpoint:
     """One in-training checkpoint file: tensors plus a JSON string, saved atomically."""
 
@@ -68,7 +51,7 @@ class Checkpoint:
 
     def save(self, tensors: dict[str, torch.Tensor], meta: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_tensors(self.path, tensors, {"meta": meta})
+        atomic.write_tensors(self.path, tensors, {"meta": meta})
 
     def load(self):
         if not self.path.exists():
@@ -107,7 +90,7 @@ class RunStore:
             if json.loads(cfg_path.read_text()) != json.loads(text):
                 raise StoreError(f"{store.run_dir} holds a different experiment (hash collision?); refusing to mix them")
         else:
-            atomic_write_bytes(cfg_path, text.encode())
+            atomic.write_bytes(cfg_path, text.encode())
         return store
 
     @classmethod
@@ -153,10 +136,10 @@ class RunStore:
         d = self.unit_dir(unit)
         d.mkdir(parents=True, exist_ok=True)
         for stem, tensors in weights.items():
-            atomic_write_tensors(d / f"{stem}.safetensors", tensors)
-        atomic_write_bytes(d / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
-        atomic_write_bytes(d / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
-        atomic_write_bytes(d / "DONE", b"")
+            atomic.write_tensors(d / f"{stem}.safetensors", tensors)
+        atomic.write_bytes(d / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
+        atomic.write_bytes(d / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+        atomic.write_bytes(d / "DONE", b"")
 
     def weights(self, unit: Unit, stem: str) -> dict[str, torch.Tensor]:
         return load_file(str(self.unit_dir(unit) / f"{stem}.safetensors"))

@@ -1,1 +1,1 @@
-"""Analysis of finished runs: summaries, figures (and, later, statistics and reports)."""
+"""Analysis of finished runs: the tidy table, statistics over seeds, the verdict, figures, reports."""

@@ -1,7 +1,7 @@
 """Where two runs differ: their configs, and their results side by side."""
 
 from lottery.analysis.stats import summarise
-from lottery.results import table
+from lottery.analysis.table import table
 from lottery.store import RunStore
 
 

@@ -15,27 +15,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lottery.analysis.stats import estimate, summarise  # noqa: E402
+from lottery.imp.branches import BRANCHES  # noqa: E402
 
-BRANCH_STYLE = {
-    "imp": ("IMP ticket (rewound)", "tab:blue"),
-    "reinit": ("random reinit (same mask)", "tab:orange"),
-    "random_prune": ("random pruning (same layer counts)", "tab:green"),
-    "shuffle": ("shuffled mask", "tab:olive"),
-    "invert": ("inverted scores", "tab:brown"),
-    "lr_rewind": ("LR rewinding", "tab:cyan"),
-    "finetune": ("fine-tuning", "lightskyblue"),
-    "oneshot": ("one-shot magnitude", "tab:purple"),
-    "early_bird": ("early-bird", "tab:pink"),
-    "magnitude_init": ("magnitude at init", "tab:gray"),
-    "snip": ("SNIP", "tab:red"),
-    "grasp": ("GraSP", "gold"),
-    "synflow": ("SynFlow", "black"),
-}
 PERCENT_TICKS = [100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1]
 
 
-def _style(branch):
-    return BRANCH_STYLE.get(branch, (branch, None))
+def _style(branch: str) -> tuple[str, str | None]:
+    """(legend label, colour) of a branch, from the catalogue."""
+    b = BRANCHES.get(branch)
+    return (b.label, b.color) if b else (branch, None)
 
 
 def _sparsity_axis(ax, fractions):

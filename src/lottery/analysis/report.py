@@ -11,8 +11,8 @@ import pandas as pd
 
 from lottery.analysis.plots import all_figures
 from lottery.analysis.stats import CI_METHOD, summarise
+from lottery.analysis.table import histories, table
 from lottery.analysis.verdict import verdicts
-from lottery.results import histories, table
 from lottery.store import RunStore
 
 CSS = """

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from safetensors import safe_open
 
-from lottery.lottery import level_units
+from lottery.imp.driver import level_units
 from lottery.store import RunStore
 
 

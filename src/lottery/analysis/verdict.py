@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lottery.analysis.stats import Comparison, compare
+from lottery.imp.branches import BRANCHES
 
-CONTROL_NAMES = {"reinit": "random reinit", "random_prune": "random pruning"}
 METRIC_NAMES = {"test_acc_early_stop": "test accuracy at early stop", "test_acc_end": "test accuracy at the end"}
 
 
@@ -53,7 +53,7 @@ class Verdict:
             head = f"{what}: matching ticket at {where}: vs dense {_pts(c)}."
         out = [head]
         for branch, cmp_ in self.vs_controls.items():
-            name = CONTROL_NAMES.get(branch, branch)
+            name = BRANCHES[branch].short if branch in BRANCHES else branch
             sign = "better" if cmp_.low > 0 else ("worse" if cmp_.high < 0 else "no clear difference")
             out.append(f"  ticket vs {name}: {_pts(cmp_)} ({sign}).")
         if self.speed is not None and not math.isnan(self.speed.diff):

@@ -1,10 +1,12 @@
-"""The user cache directory and atomic, code-free tensor files in it."""
+"""The user cache directory: where derived data (a verified MNIST, a generated MNIST-1D) is kept."""
 
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from lottery import atomic
 
 
 def cache_dir() -> Path:
@@ -16,11 +18,8 @@ def cache_dir() -> Path:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write safetensors atomically: a reader sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic.write_tensors(path, tensors)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lottery.data.cache import cache_dir, load_tensors, save_tensors
+from lottery.errors import DataError
 
 MD5 = {
     "train_images": ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
@@ -46,13 +47,16 @@ CONNECT_TIMEOUT = 4.0
 READ_DEADLINE = 300.0
 
 
-class DataError(RuntimeError):
-    """The data cannot be found or does not verify; the message says where we looked."""
-
-
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 28, 28] → float32 [N, 784], zero mean and unit variance over the training set."""
     return ((images.reshape(len(images), -1).float() / 255.0) - MEAN) / STD
+
+
+def examples(data_dir=None) -> tuple[torch.Tensor, ...]:
+    """(train x, train y, test x, test y): pixels normalised and flattened, labels as int64."""
+    arrays = load(data_dir)
+    return (normalise(arrays["train_images"]), arrays["train_labels"].long(),
+            normalise(arrays["test_images"]), arrays["test_labels"].long())
 
 
 def load(data_dir=None) -> dict[str, torch.Tensor]:

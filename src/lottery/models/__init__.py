@@ -1,14 +1,14 @@
-"""Models by name. Any `nn.Module` also works with the pruning code; these are the presets'.
+"""Models by name: a registry. Any `nn.Module` also works (`lottery.find_ticket`); these are the presets'.
 
 A model factory takes (input_shape, num_classes) and returns a freshly initialised module,
-drawing its randomness from torch's global RNG: `build` seeds it, so one seed is one network.
+drawing its randomness from torch's global generator: `build` seeds it, so one seed is one network.
 """
 
-import torch
 from torch import nn
 
-from lottery.config import ConfigError
+from lottery.errors import ConfigError
 from lottery.models.mlp import lenet_300_100, mlp_mnist1d, mlp_small
+from lottery.seeds import seeded
 
 MODELS = {
     "lenet_300_100": lenet_300_100,
@@ -18,9 +18,8 @@ MODELS = {
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
-    """A fresh model whose initial weights depend only on `seed` (the caller's RNG is untouched)."""
+    """A fresh model whose initial weights depend only on `seed` (the caller's generator is untouched)."""
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        raise ConfigError(f"model.name={name!r} is unknown; choose one of {', '.join(MODELS)}")
+    with seeded(seed):
         return MODELS[name](input_shape, num_classes)

@@ -4,7 +4,7 @@ import math
 
 from torch import nn
 
-from lottery.config import ConfigError
+from lottery.errors import ConfigError
 
 
 class MLP(nn.Sequential):

@@ -20,9 +20,14 @@ import time
 
 import torch
 
-from lottery import masks as masks_lib
-from lottery import pruning
-from lottery.train import Replicate, train
+from lottery.engine import Replicate
+from lottery.pruning import dense as dense_mask
+from lottery.pruning import (
+    keep_top_global,
+    keep_top_layerwise,
+    layer_rates,
+    prune_count,
+)
 
 WINDOW = 5
 EPSILON = 0.1
@@ -40,17 +45,19 @@ def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 def level_targets(dense: dict[str, torch.Tensor], levels: int, rate: float, output_rate: float) -> list[dict[str, int]]:
     """Per-layer kept counts of the IMP ticket at levels 1..`levels` under layerwise pruning (they
     follow from the rates alone)."""
-    rates = pruning.layer_rates(list(dense), rate, output_rate)
+    rates = layer_rates(list(dense), rate, output_rate)
     counts = {n: m.numel() for n, m in dense.items()}
     out = []
     for _ in range(levels):
-        counts = {n: c - pruning.prune_count(c, rates[n]) for n, c in counts.items()}
+        counts = {n: c - prune_count(c, rates[n]) for n, c in counts.items()}
         out.append(dict(counts))
     return out
 
 
 class Search:
-    """The stopping rule, called at every evaluation point with the (stacked) parameters."""
+    """The stopping rule, called at every evaluation point with the (stacked) parameters. Its
+    state (the last masks of each level, those drawn) goes into the training's checkpoints, so a
+    search killed midway resumes to the masks an uninterrupted one draws."""
 
     def __init__(self, targets: list[dict[str, int]], scope: str, window: int = WINDOW, epsilon: float = EPSILON):
         self.targets, self.scope, self.window, self.epsilon = targets, scope, window, epsilon
@@ -61,8 +68,8 @@ class Search:
         scores = {n: weights[n].abs() for n in counts}
         full = {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
         if self.scope == "global":
-            return pruning.keep_top_global(scores, full, sum(counts.values()))
-        return pruning.keep_top_layerwise(scores, full, counts)
+            return keep_top_global(scores, full, sum(counts.values()))
+        return keep_top_layerwise(scores, full, counts)
 
     def __call__(self, step: int, params: dict[str, torch.Tensor]) -> bool:
         weights = {n: params[n].detach()[0, 0].cpu() for n in self.targets[0]}
@@ -77,34 +84,50 @@ class Search:
                 self.drawn[i] = (step, hist[-1])
         return len(self.drawn) == len(self.targets)
 
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"h.{i}.{j}.{n}": m for i, hist in enumerate(self.history) for j, mask in enumerate(hist)
+                   for n, m in mask.items()}
+        tensors.update({f"d.{i}.{n}": m.clone() for i, (_, mask) in self.drawn.items() for n, m in mask.items()})
+        return tensors, {"history": [len(h) for h in self.history], "drawn": {i: s for i, (s, _) in self.drawn.items()}}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        names = list(self.targets[0])
+        self.history = [[{n: tensors[f"h.{i}.{j}.{n}"].bool() for n in names} for j in range(length)]
+                        for i, length in enumerate(meta["history"])]
+        self.drawn = {int(i): (step, {n: tensors[f"d.{i}.{n}"].bool() for n in names})
+                      for i, step in meta["drawn"].items()}
+
 
 def search(ctx, seed: int) -> dict:
-    """{level: (step, mask)} for every level of the run, cached in the store per seed."""
+    """{level: (step, mask, seconds)} for every level of the run, cached in the store per seed.
+
+    The search trains the seed's dense network through the run's engine (its device, compiled
+    steps and in-training checkpoints: a killed search resumes where it was)."""
     cfg = ctx.cfg
-    checkpoint = ctx.store.aux(f"early_bird-seed_{seed}")
-    cached = checkpoint.load()
+    cached = ctx.store.aux(f"early_bird-seed_{seed}").load()
     if cached is not None:
         tensors, meta = cached
         meta = json.loads(meta)
         if meta["levels"] >= cfg.levels and meta.get("rule") == RULE:
             return _unpack(tensors, meta)
     init = ctx.dense_weights(seed, "init")
-    dense = masks_lib.dense(init, ctx.prunable)
+    dense = dense_mask(init, ctx.prunable)
     targets = level_targets(dense, cfg.levels, cfg.prune.rate, cfg.prune.output_rate)
     rule = Search(targets, cfg.prune.scope)
     started = time.perf_counter()
-    (result,) = train(ctx.template, [Replicate(init, dense, ctx.data_seed(seed))], ctx.train_data, cfg.train,
-                      on_eval=rule, engine=ctx.engine, device=ctx.device)
+    (result,) = ctx.train([Replicate(init, dense, ctx.data_seed(seed))], f"early-bird search · seed {seed}",
+                          f"early_bird-seed_{seed}", observer=rule)
     seconds = time.perf_counter() - started
     meta = {"levels": cfg.levels, "rule": RULE, "steps_run": result.steps, "seconds": seconds,
-            "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}}
+            "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}, "scripted": result.extra["scripted"],
+            "resumed_from_step": result.extra["resumed_from_step"]}
     tensors = {f"{i + 1}.{n}": m for i, (_, mask) in rule.drawn.items() for n, m in mask.items()}
     # levels never stable within the budget: the mask at the end of the search
     for i, counts in enumerate(targets):
         if i not in rule.drawn:
             meta["drawn"][str(i + 1)] = result.steps
             tensors.update({f"{i + 1}.{n}": m for n, m in rule.draw(result.final, counts).items()})
-    checkpoint.save(tensors, json.dumps(meta))
+    ctx.store.aux(f"early_bird-seed_{seed}").save(tensors, json.dumps(meta))
     return _unpack(tensors, meta)
 
 

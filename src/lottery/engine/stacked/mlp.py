@@ -27,10 +27,13 @@ class MLPStack:
     """Hand-written forward/backward for a stack of ReLU MLPs (see the module docstring).
 
     Gradient masks, when given, are applied to each weight gradient right after its product,
-    while it is still in cache: a separate pass over all gradients afterwards took 0.32-0.43 ms
-    a step at K = 9, 4-5x its K = 3 cost for 3x the data (profiled): they had left the cache."""
+    while it is still in cache: a separate pass over all gradients afterwards costs far more once
+    they have left the cache (docs/engine.md)."""
 
     name = "mlp"
+    groups = True
+    fixed_kernels = True  # the step is a list of kernels over reused buffers (`_build`)
+    lanes = True  # it draws nothing from torch's global generator
 
     def __init__(self, template: nn.Module, S: int, R: int):
         layers = mlp_layers(template)
@@ -45,7 +48,7 @@ class MLPStack:
 
     def _buffer(self, key, shape, like: torch.Tensor, fill: float | None = None) -> torch.Tensor:
         """A reused work tensor. Fresh multi-MB allocations every step cost page faults that
-        made step times swing by 2x here; reusing the same memory keeps them flat."""
+        made step times swing (docs/engine.md); reusing the same memory keeps them flat."""
         buf = self._buffers.get(key)
         if buf is None or buf.shape != torch.Size(shape) or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
@@ -55,11 +58,9 @@ class MLPStack:
 
     def _seed_parts(self) -> list[slice]:
         """The seeds each first-layer product covers. A few seeds: one product each beats one bmm
-        over all of them at LeNet's shapes (1.9x -> 1.5x the matmul limit for K = 3,
-        benchmarks/limit.py), called as a bmm over a batch of one, not as mm: at LeNet's
-        first-layer shapes that path ran 3-11 % faster alone, one thread or two, with the same
-        bits (medians of 11 alternations). Many seeds: one bmm call saves the per-call overhead
-        that dominates small models (benchmarks/replicates.py)."""
+        over all of them at LeNet's shapes, called as a bmm over a batch of one rather than as mm
+        (faster there, with the same bits). Many seeds: one bmm call saves the per-call overhead
+        that dominates small models (measurements: docs/engine.md)."""
         return [slice(s, s + 1) for s in range(self.S)] if self.S <= 4 else [slice(None)]
 
     @torch.no_grad()
@@ -87,7 +88,7 @@ class MLPStack:
     def _training_plan(self, params: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> list[dict]:
         """The views plus gradient buffers, built once per state: the trainer updates its tensors
         in place, so the views stay valid, and the 30-odd view and .grad-setting calls a step
-        (15 % of a small step's fixed cost, profiled) are paid once."""
+        (a good part of a small step's fixed cost) are paid once."""
         tensors = [params[n] for pair in self.layers for n in pair if n is not None]
         tensors += [masks.get(w_name) for w_name, _ in self.layers]
         if len(tensors) == len(self._plan_for) and all(a is b for a, b in zip(tensors, self._plan_for)):
@@ -114,10 +115,10 @@ class MLPStack:
         whose logits the caller keeps) → (calls, logits [S*R, C, N]). With y: forward, loss and
         backward into reused buffers and the plan's gradients → (calls, per-replicate loss [S, R]).
         Built once and replayed while the same batch buffers come back: the views, shapes and
-        buffer look-ups of a step cost 10 % of a one-replicate step on one thread (measured).
+        buffer look-ups of a step are a measurable part of a small step.
 
-        The last layer computes W·hᵀ, classes × examples: with 10 classes that product ran 1.4-3x
-        faster than h·Wᵀ, and log-softmax over a leading class dimension 2x faster (measured)."""
+        The last layer computes W·hᵀ, classes × examples: with 10 classes that product, and
+        log-softmax over a leading class dimension, run faster than h·Wᵀ (docs/engine.md)."""
         S, R = self.S, self.R
         N = x.shape[1]
         train = y is not None
@@ -179,8 +180,8 @@ class MLPStack:
         call(torch.gather, dz, 1, target, out=picked)
         call(torch.sum, picked.view(S, R, N), -1, out=per)
         # scales as 0-dim tensors, not Python numbers: the same float32 products, but the op skips
-        # wrapping a number into a tensor, which cost 41 against 15 µs a call with the caches cold
-        # (as they are mid-step, after the products and the update stream megabytes through them)
+        # wrapping a number into a tensor, costly with the caches cold as they are mid-step
+        # (docs/engine.md)
         call(torch.Tensor.mul_, per, self._buffer(("scale", -1.0 / N), (), dz, fill=-1.0 / N))
         call(torch.Tensor.exp_, dz)
         call(torch.Tensor.scatter_add_, dz, 1, target, self._buffer(("minus_one",), target.shape, dz, fill=-1.0))
@@ -232,7 +233,7 @@ class MLPStack:
     def kernels(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, step: int = 0,
                 masks: dict[str, torch.Tensor] | None = None) -> tuple[list[tuple], torch.Tensor]:
         """The built step as (op, args, kwargs) kernels, in order, and the [S, R] loss buffer they
-        fill: run under no_grad, they are `loss_and_grads` (lottery.step.TrainStep.kernels)."""
+        fill: run under no_grad, they are `loss_and_grads` (lottery.engine.step.TrainStep.kernels)."""
         calls, per = self._built(params, x, y, masks)
         return list(calls), per
 

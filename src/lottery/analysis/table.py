@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lottery.branches import BRANCHES
+from lottery.imp.branches import BRANCHES
 from lottery.store import RunStore, Unit
 
 COLUMNS = [
@@ -33,7 +33,7 @@ def table(store: RunStore) -> pd.DataFrame:
 def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
     """`find_flops` / `find_seconds`: compute spent to produce a row's *mask*.
 
-    Each branch names its rule (`lottery.branches`): the IMP mask at level L needs the trainings
+    Each branch names its rule (`lottery.imp.branches`): the IMP mask at level L needs the trainings
     of levels 0..L-1 of that seed, one-shot needs the dense training, a random mask or scores
     at initialisation need no training (plus their scoring compute, `score_flops`). Per-layer
     counts cost nothing when pruning is layerwise (they follow from the rates) but come from the
@@ -52,8 +52,9 @@ def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
     extra_flops = df["score_flops"].fillna(0.0) if "score_flops" in df else zero
     extra_seconds = df["score_seconds"].fillna(0.0) if "score_seconds" in df else zero
     for b, s, lv, extra_f, extra_s in zip(df.branch, df.seed, df.level, extra_flops, extra_seconds):
-        rule = BRANCHES[b].find if b in BRANCHES else "imp"
-        if scope == "global" and b in LAYER_COUNT_BRANCHES:
+        branch = BRANCHES.get(b)
+        rule = branch.find if branch else "imp"
+        if scope == "global" and branch and branch.counts_from_ticket:
             rule = "imp"  # per-layer counts of a global ticket come from its training
         base = {"imp": cum.get((s, lv)), "dense": dense.get(s), "free": (0.0, 0.0)}[rule]
         base = base if base is not None else (float("nan"), float("nan"))
@@ -63,8 +64,6 @@ def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
     df["find_seconds"] = [c[1] for c in costs]
     return df
 
-
-LAYER_COUNT_BRANCHES = ("random_prune", "oneshot", "magnitude_init")
 
 def write_csv(store: RunStore) -> pd.DataFrame:
     df = table(store)

@@ -2,7 +2,7 @@
 
 The kernels are the ones `torch.optim.Adam(fused=True)` / `SGD(fused=True)` run, with the
 same arguments, so the numbers are identical; what goes is torch.optim's per-call Python
-bookkeeping, about 0.2 ms a step (7 % of a 3-replicate LeNet step on 2 cores, profiled).
+bookkeeping, a few percent of a small step (docs/engine.md).
 Where this torch has no fused kernel for the device, torch.optim's foreach path runs instead.
 
 The state is plain tensors named `{i}.{key}` (i: the parameter's position), torch.optim's own
@@ -14,7 +14,6 @@ import math
 import torch
 
 from lottery.config import TrainConfig
-
 
 _FUSED: dict[tuple[str, str], bool] = {}
 
@@ -72,7 +71,7 @@ class Optimizer:
         zeros = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         if cfg.optimizer == "adam":
             # one step counter shared by every tensor (they all step together): one add a step, not
-            # torch.optim's per-tensor scalar adds (~25 µs a step on CPU, profiled)
+            # torch.optim's per-tensor scalar adds
             self.steps = torch.zeros((), dtype=torch.float32, device=device)
             self.one = torch.ones((), dtype=torch.float32, device=device)  # added as a tensor: see stacked/mlp.py
             self.state = {"exp_avg": zeros, "exp_avg_sq": [torch.zeros_like(p) for p in self.params],
@@ -86,9 +85,9 @@ class Optimizer:
         """Make every update leave the entries where `masks[i]` (one per parameter, or None) is 0
         exactly as they are, without masking the gradients: Adam's second moment there is set to
         +inf, so its step there is m / ∞ = 0 (checked on the device: `_inf_holds`). It saves a
-        pass over the gradients a step: 1.09× a LeNet-300-100 step at 3 seeds × 3 branches.
-        Called again after a state is loaded, as a checkpoint's moments may be finite there.
-        False, doing nothing, where it cannot (SGD, torch.optim's fallback): mask the gradients."""
+        pass over the gradients a step (lottery.engine.masking says when it is used). Called again
+        after a state is loaded, as a checkpoint's moments may be finite there. False, doing
+        nothing, where it cannot (SGD, torch.optim's fallback): mask the gradients."""
         if self.fallback is not None or self.cfg.optimizer != "adam" or not _inf_holds(self.device):
             return False
         for v, mask in zip(self.state["exp_avg_sq"], masks):
@@ -116,7 +115,7 @@ class Optimizer:
 
     def kernels(self, lr) -> list[tuple] | None:
         """The next update as (op, args, kwargs) kernels over the parameters' current `.grad`s:
-        `step(lr)` without its Python, for a step compiled whole (lottery.scripted); None for
+        `step(lr)` without its Python, for a step compiled whole (engine/scripted.py); None for
         torch.optim's fallback. Asking counts as issuing the update (`first_step` ends): the
         first SGD step with momentum fills its buffers, unlike the steps after it."""
         if self.fallback is not None:
@@ -139,7 +138,7 @@ class Optimizer:
 
     def part(self, index) -> "Optimizer":
         """This optimiser over `t[index]` of every parameter and state tensor: views of the same
-        memory, so lanes (lottery.lanes) can step disjoint parts of one group's tensors. The part
+        memory, so lanes (engine/lanes.py) can step disjoint parts of one group's tensors. The part
         counts its steps in a counter of its own, as lanes go at their own pace; `catch_up`
         brings this optimiser's counter level with it afterwards."""
         if self.fallback is not None:

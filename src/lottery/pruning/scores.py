@@ -8,14 +8,15 @@ SynFlow's reference code: dropout off, so a score is reproducible, and BatchNorm
 statistics, so a single example (SynFlow's input) works.
 """
 
+import copy
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from lottery import pruning
-from lottery.masks import Mask
+from lottery.pruning.masks import Mask, kept
+from lottery.pruning.select import keep_top_global
 
 
 @contextmanager
@@ -69,7 +70,7 @@ def synflow(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, input
     lets a later layer take the whole budget at extreme sparsity (tests/test_branches.py).
     Multiplicative terms that are not pruned (BatchNorm scales and variances, weights left out
     of the mask) keep their absolute values, so flow still passes through them."""
-    total = sum(int(m.sum()) for m in mask.values())
+    total = kept(mask)
     current = {n: m.clone() for n, m in mask.items()}
     abs_params = {n: _linearised(n, p) for n, p in params.items()}
     x = torch.ones(1, *input_shape, dtype=torch.float64)
@@ -80,7 +81,7 @@ def synflow(model: nn.Module, params: dict[str, torch.Tensor], mask: Mask, input
         grads = torch.autograd.grad(out, [w[n] for n in current])
         scores = {n: (g * w[n]).abs().detach() for n, g in zip(current, grads)}
         target = int(round(total * (keep / total) ** (k / rounds)))
-        current = pruning.keep_top_global(scores, current, target)
+        current = keep_top_global(scores, current, target)
     return current
 
 
@@ -94,6 +95,4 @@ def _linearised(name: str, t: torch.Tensor) -> torch.Tensor:
 
 
 def _double(model: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).double()

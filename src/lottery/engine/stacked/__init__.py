@@ -16,20 +16,33 @@ each stream (that seed's branches). Three implementations of one interface, a mo
   with its own stacked buffers and its own seeded randomness.
 
 All set `.grad` on the stacked parameters and return each replicate's mean loss. The state
-dict they take holds parameters and buffers alike, stacked [S, R, ...].
+dict they take holds parameters and buffers alike, stacked [S, R, ...]. Each says what it can do
+as class attributes, which the engine reads instead of names:
 
-`make_stack` picks one (`auto`: the fastest that runs the model).
+    groups            replicates train faster together than one after another: group units
+    fixed_kernels     its step is a fixed list of kernels over fixed memory, so it compiles to
+                      TorchScript on the CPU and replays as a CUDA graph on a GPU
+    lanes             it may run as single-threaded lanes in threads (engine/lanes.py)
+    masks_gradients_of  the parameters whose gradient masks it applies inside its backward
+
+`make_stack` builds one by name; `choose` picks the fastest that runs a model.
 """
+
+import warnings
 
 import torch
 from torch import nn
 
-from lottery.stacked.autograd import LoopStack, VmapStack
-from lottery.stacked.losses import log_softmax_classes, per_replicate_loss
-from lottery.stacked.mlp import MLPStack, mlp_layers
+from lottery.engine.stacked.autograd import LoopStack, VmapStack
+from lottery.engine.stacked.losses import log_softmax_classes, per_replicate_loss
+from lottery.engine.stacked.mlp import MLPStack, mlp_layers
+from lottery.errors import ConfigError, EngineWarning
 
-__all__ = ["ENGINES", "LoopStack", "MLPStack", "VmapStack", "auto_engine", "log_softmax_classes", "make_stack",
+__all__ = ["STACKS", "LoopStack", "MLPStack", "VmapStack", "choose", "log_softmax_classes", "make_stack",
            "mlp_layers", "per_replicate_loss", "vectorise_problem"]
+
+STACKS = {"mlp": MLPStack, "vmap": VmapStack, "loop": LoopStack}
+CHOICES = ("auto", *STACKS)
 
 
 def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str | None:
@@ -53,27 +66,40 @@ def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return None
 
 
-ENGINES = ("auto", "mlp", "vmap", "loop")
-
-
-def auto_engine(template: nn.Module, example=None) -> tuple[str, str | None]:
-    """The fastest engine that runs `template`: 'mlp' for ReLU MLPs, else 'vmap' if the probe on
-    `example` (a few training examples, (x, y)) passes, else 'loop' — with the probe's reason."""
+def _fastest(template: nn.Module, example=None) -> tuple[str, str | None]:
+    """'mlp' for ReLU MLPs, else 'vmap' if the probe on `example` passes, else 'loop' — with the
+    probe's reason."""
     if mlp_layers(template) is not None:
         return "mlp", None
     problem = vectorise_problem(template, *example) if example is not None else None
     return ("loop" if problem else "vmap"), problem
 
 
+def choose(template: nn.Module, example, requested: str = "auto") -> str:
+    """The stack that trains `template`: the fastest that runs it ('auto'), or the one requested
+    if it can. A model vmap cannot run trains one replicate at a time, with a warning that says why."""
+    if requested not in CHOICES:
+        raise ConfigError(f"engine {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
+    if requested == "mlp" and mlp_layers(template) is None:
+        raise ConfigError("engine 'mlp' runs Sequential stacks of Linear and ReLU layers only; this model "
+                          "is not one: use auto, vmap or loop")
+    if requested in ("auto", "vmap"):
+        fastest, problem = _fastest(template, example)
+        if problem:
+            warnings.warn(f"{type(template).__name__} cannot be vectorised ({problem}); training its units one "
+                          "at a time", EngineWarning, stacklevel=2)
+            return "loop"
+        return fastest if requested == "auto" else "vmap"
+    return requested
+
+
 def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto", *, example=None,
                noise_seeds: list[int] | None = None, device="cpu"):
-    """The implementation `engine` names; 'auto': `auto_engine`, probed on `example`."""
+    """The stack `engine` names ('auto': the fastest that runs `template`, probed on `example`)."""
     if engine == "auto":
-        engine, _ = auto_engine(template, example)
-    if engine == "mlp":
-        return MLPStack(template, S, R)
-    if engine == "vmap":
-        return VmapStack(template, S, R)
+        engine, _ = _fastest(template, example)
     if engine == "loop":
         return LoopStack(template, S, R, noise_seeds, device)
-    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine not in STACKS:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(CHOICES)}")
+    return STACKS[engine](template, S, R)

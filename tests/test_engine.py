@@ -1,42 +1,58 @@
+"""The engine's contract: what a group of replicates trained together gives, whatever the path."""
+
 import pytest
 import torch
-from torch import nn
+from conftest import (
+    Crash,
+    MemoryCheckpoint,
+    batchnorm_replicate,
+    crash_and_resume,
+    replicate,
+    train,
+)
 
-from lottery import masks as masks_lib
-from lottery import pruning
-from lottery.config import DataConfig, TrainConfig
-from lottery.data import load_dataset
-from lottery.models import build
-from lottery.stacked import VmapStack
-from lottery.train import DataOrder, GroupTrainer, Replicate, learning_rate, train
+from lottery import engine
+from lottery.config import TrainConfig
+from lottery.engine.schedule import DataOrder, learning_rate
+from lottery.errors import ConfigError, EngineWarning
 
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset(DataConfig("synthetic", 200))
-
-
-def replicate(data, seed, data_seed, keep=0.5):
-    model = build("mlp_small", data.input_shape, data.num_classes, seed)
-    params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    mask = masks_lib.dense(params, masks_lib.prunable_names(model))
-    mask = pruning.random_like({n: torch.rand(m.shape, generator=torch.Generator().manual_seed(seed)) < keep
-                                for n, m in mask.items()}, torch.Generator().manual_seed(seed))
-    return model, Replicate(masks_lib.apply(params, mask), mask, data_seed)
-
-
-@pytest.mark.parametrize("opt", [
+OPTIMISERS = [
     dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3),
     dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
     dict(optimizer="adam", lr=1e-2, weight_decay=1e-3),
-])
-def test_pruned_weights_stay_exactly_zero(data, opt):
-    model, rep = replicate(data, 0, 1)
-    cfg = TrainConfig(batch_size=40, length="2ep", eval_every="1ep", **opt)
-    (res,) = train(model, [rep], data, cfg)
-    for n, m in rep.mask.items():
-        assert torch.all(res.final[n][~m] == 0.0), f"{n}: a pruned weight moved"
-        assert not torch.equal(res.final[n][m], rep.init[n][m]), f"{n}: kept weights should train"
+]
+
+
+class EveryStep:
+    """An observer that checks the pruned weights of every replicate at every evaluation."""
+
+    def __init__(self, masks):
+        self.masks, self.seen = masks, 0
+
+    def __call__(self, step, params):
+        for n, m in self.masks.items():
+            assert torch.all(params[n].detach()[~m.expand_as(params[n])] == 0.0), f"step {step}: {n} moved"
+        self.seen += 1
+        return False
+
+    def state(self):
+        return {}, None
+
+
+@pytest.mark.parametrize("opt", OPTIMISERS)
+@pytest.mark.parametrize("stack", ["mlp", "vmap"])
+def test_pruned_weights_are_exactly_zero_after_every_step(data, opt, stack):
+    pairs = [replicate(data, s, ds) for s, ds in ((0, 1), (1, 1), (2, 2), (3, 2))]
+    reps = [r for _, r in pairs]
+    cfg = TrainConfig(batch_size=40, length="1ep", eval_every="1", **opt)
+    masks = {n: torch.stack([r.mask[n] for r in reps]).view(2, 2, *reps[0].mask[n].shape) for n in reps[0].mask}
+    watch = EveryStep(masks)
+    results = train(pairs[0][0], reps, data, cfg, observer=watch, stack=stack)
+    assert watch.seen == results[0].steps + 1, "an evaluation at every step, the start included"
+    for rep, res in zip(reps, results):
+        for n, m in rep.mask.items():
+            assert torch.all(res.final[n][~m] == 0.0), f"{n}: a pruned weight moved"
+            assert not torch.equal(res.final[n][m], rep.init[n][m]), f"{n}: kept weights should train"
 
 
 def each_alone(model, pairs, together, data, cfg):
@@ -61,6 +77,19 @@ def test_vectorised_group_equals_separate_runs(data):
             assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
 
 
+def test_replicates_sharing_a_data_seed_see_the_same_batches(data):
+    """A paired design: the branches of a seed train on the same batches, so two copies of one
+    replicate end alike in a group, and the same replicate on another data seed does not."""
+    _, rep = replicate(data, 0, 10)
+    model, other = replicate(data, 1, 10)
+    other_stream = engine.Replicate(rep.init, rep.mask, data_seed=11)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
+    a, b, c, _ = train(model, [rep, rep, other_stream, other], data, cfg)
+    first = next(iter(rep.mask))
+    torch.testing.assert_close(a.final[first], b.final[first], rtol=1e-6, atol=1e-7)
+    assert (a.final[first] - c.final[first]).abs().max() > 1e-3, "another data seed, other batches"
+
+
 def test_data_order_per_seed_reproducible_and_spans_epochs():
     order = DataOrder(n=100, batch_size=30, data_seeds=[1, 2])
     idx = order.indices(3)  # positions 90..119 cross into the second epoch
@@ -83,16 +112,6 @@ def test_a_span_of_steps_is_their_batches_in_order(n, batch_size):
             assert torch.equal(order.indices(t), want[t - first])
 
 
-def test_branches_of_a_seed_share_batches(data, monkeypatch):
-    seen = []
-    import lottery.train as t
-    original = t.DataOrder.indices
-    monkeypatch.setattr(t.DataOrder, "indices", lambda self, step: seen.append(list(self.data_seeds)) or original(self, step))
-    pairs = [replicate(data, s, ds) for s, ds in ((0, 7), (1, 7), (2, 8), (3, 8))]
-    train(pairs[0][0], [r for _, r in pairs], data, TrainConfig(batch_size=40, length="10", eval_every="5"))
-    assert seen[0] == [7, 8], "one stream per data seed, shared by the replicates of that seed"
-
-
 def test_schedules():
     spe = 100.0
     warm = TrainConfig(lr=1.0, warmup="10", length="1000")
@@ -104,18 +123,6 @@ def test_schedules():
     assert learning_rate(cos, 0, 1000, spe) == 1.0
     assert learning_rate(cos, 500, 1000, spe) == pytest.approx(0.5)
     assert learning_rate(cos, 1000, 1000, spe) == pytest.approx(0.0, abs=1e-12)
-
-
-def batchnorm_replicate(data, seed, data_seed, noise_seed=None, dropout=True):
-    """A model with BatchNorm statistics and, by default, dropout (which only the fallback runs)."""
-    torch.manual_seed(seed)
-    # no bias before BatchNorm: its gradient is float noise around 0, which Adam would amplify
-    model = nn.Sequential(nn.Flatten(), nn.Linear(data.input_shape[-1], 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
-                          *([nn.Dropout(0.3)] if dropout else []), nn.Linear(16, data.num_classes))
-    state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-    mask = {n: torch.rand(state[n].shape, generator=torch.Generator().manual_seed(seed)) < 0.6
-            for n in masks_lib.prunable_names(model)}
-    return model, Replicate(masks_lib.apply(state, mask), mask, data_seed, noise_seed)
 
 
 def test_fallback_replicates_train_the_same_alone_as_together(data):
@@ -134,39 +141,6 @@ def test_fallback_replicates_train_the_same_alone_as_together(data):
     assert not torch.allclose(changed.final["1.weight"], together[0].final["1.weight"]), "dropout is seeded per replicate"
 
 
-class MemoryCheckpoint:
-    def __init__(self):
-        self.saved = None
-
-    def save(self, tensors, meta):
-        self.saved = ({k: v.clone() for k, v in tensors.items()}, meta)
-
-    def load(self):
-        return self.saved
-
-
-def crash_and_resume(model, rep, data, cfg, crash_at: int, every: int, **kw):
-    """Train `rep` until a crash at step `crash_at`, then again: it resumes from the last checkpoint."""
-    (resumed,) = crash_and_resume_group(model, [rep], data, cfg, crash_at, every, **kw)
-    return resumed
-
-
-def crash_and_resume_group(model, reps, data, cfg, crash_at: int, every: int, **kw):
-    """`crash_and_resume` for a group of replicates trained together: their results, resumed."""
-    class Crash(Exception):
-        pass
-
-    def crash(step, total):  # progress comes every few steps (lottery.train.STEPS_PER_CALL)
-        if step >= crash_at:
-            raise Crash
-    checkpoint = MemoryCheckpoint()
-    with pytest.raises(Crash):
-        train(model, reps, data, cfg, checkpoint=checkpoint, checkpoint_every=every, progress=crash, **kw)
-    resumed = train(model, reps, data, cfg, checkpoint=checkpoint, checkpoint_every=every, **kw)
-    assert all(r.extra["resumed_from_step"] == crash_at // every * every for r in resumed)
-    return resumed
-
-
 def test_fallback_resume_equals_uninterrupted(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
     model, rep = batchnorm_replicate(data, 0, 10, 5)
@@ -178,41 +152,26 @@ def test_fallback_resume_equals_uninterrupted(data):
 
 
 def test_masks_beyond_the_weights_hold_too(data):
-    """The MLP stack masks weight gradients itself; a pruned bias is masked by the trainer."""
+    """A pruned bias stays zero as a pruned weight does."""
     model, rep = replicate(data, 0, 1)
     bias = next(n for n in rep.init if n.endswith("bias"))
     rep.mask[bias] = torch.arange(rep.init[bias].numel()).reshape(rep.init[bias].shape) % 2 == 0
-    start = masks_lib.apply(rep.init, rep.mask)
-    (res,) = train(model, [Replicate(start, rep.mask, 1)], data,
-                   TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep"))
-    for n, m in rep.mask.items():
-        assert torch.all(res.final[n][~m] == 0.0), n
-        assert not torch.equal(res.final[n][m], start[n][m]), n
-
-
-@pytest.mark.parametrize("optimizer, masking", [("adam", False), ("sgd", True)])
-def test_adam_steps_mask_no_gradients_and_sgd_steps_do(data, optimizer, masking):
-    """Adam holds pruned weights through its state (Optimizer.hold), so its step lists no gradient
-    masking; SGD's must mask them."""
-    model, rep = replicate(data, 0, 1)
-    trainer = GroupTrainer(model, [rep], data, TrainConfig(optimizer=optimizer, lr=1e-2, batch_size=40))
-    mask_memory = {m.untyped_storage().data_ptr() for m in trainer.masks.values()}
-    args = [a for _, args, kwargs in trainer.program().kernels(0, 1e-2) for v in (*args, *kwargs.values())
-            for a in (v if isinstance(v, list) else [v])]
-    reads_masks = any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() in mask_memory for a in args)
-    assert reads_masks == masking
+    start = {n: t * rep.mask[n] if n in rep.mask else t for n, t in rep.init.items()}
+    for opt in OPTIMISERS:
+        (res,) = train(model, [engine.Replicate(start, rep.mask, 1)], data,
+                       TrainConfig(batch_size=40, length="2ep", eval_every="1ep", **opt))
+        for n, m in rep.mask.items():
+            assert torch.all(res.final[n][~m] == 0.0), (opt, n)
+            assert not torch.equal(res.final[n][m], start[n][m]), (opt, n)
 
 
 def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_holding_them(data):
-    """A checkpoint from before Optimizer.hold has finite second moments at pruned weights: the
-    resumed trainer holds them again, and trains as the uninterrupted run does."""
+    """No optimiser state can revive a pruned weight: a checkpoint whose Adam moments at pruned
+    weights are finite (one from an older version, or edited) resumes to the uninterrupted run."""
     model, rep = replicate(data, 0, 1)
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="3ep", eval_every="1ep")
     (whole,) = train(model, [rep], data, cfg)
     checkpoint = MemoryCheckpoint()
-
-    class Crash(Exception):
-        pass
 
     def crash(step, total):
         if step >= 7:
@@ -222,7 +181,6 @@ def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_hold
     tensors, meta = checkpoint.load()
     old = {k: (torch.where(torch.isinf(t), torch.zeros_like(t), t) if k.endswith("exp_avg_sq") else t)
            for k, t in tensors.items()}
-    assert any(torch.isinf(t).any() for t in tensors.values()) and not any(torch.isinf(t).any() for t in old.values())
     checkpoint.save(old, meta)
     (resumed,) = train(model, [rep], data, cfg, checkpoint=checkpoint, checkpoint_every=5)
     for n, m in rep.mask.items():
@@ -235,9 +193,9 @@ def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
     pairs = [batchnorm_replicate(data, seed, data_seed, dropout=False)
              for seed, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
-    trainer = GroupTrainer(model, [r for _, r in pairs], data, cfg)
-    assert isinstance(trainer.stack, VmapStack) and (trainer.S, trainer.R) == (2, 2)
-    together = trainer.run()
+    assert engine.plan(model, (data.train_x[:2], data.train_y[:2])).stack == "vmap"
+    together = train(model, [r for _, r in pairs], data, cfg)
+    assert together[0].extra["group_size"] == 4
     for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
         for n in rep.init:
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
@@ -245,13 +203,15 @@ def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
         assert not torch.equal(joint.final["2.running_mean"], rep.init["2.running_mean"])
 
 
-@pytest.mark.parametrize("make, engine", [(replicate, "mlp"), (replicate, "vmap"),
-                                          (lambda data, s, ds: batchnorm_replicate(data, s, ds, dropout=False), "vmap")])
-def test_a_step_run_as_its_kernels_is_the_step(data, make, engine):
-    """TrainStep.kernels (what the benchmarks time one by one) is the step, bit for bit."""
+@pytest.mark.parametrize("make, stack", [(replicate, "mlp"), (replicate, "vmap"),
+                                         (lambda data, s, ds: batchnorm_replicate(data, s, ds, dropout=False), "vmap")])
+def test_a_step_run_as_its_kernels_is_the_step(data, make, stack):
+    """Trainer.program().kernels (what the benchmarks time one by one) is the step, bit for bit."""
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="10", eval_every="10")
     pairs = [make(data, s, ds) for s, ds in ((0, 1), (1, 1), (2, 2), (3, 2))]
-    stepped, by_kernels = (GroupTrainer(pairs[0][0], [r for _, r in pairs], data, cfg, engine=engine) for _ in range(2))
+    group = engine.Group(pairs[0][0], [r for _, r in pairs], data, cfg)
+    plan = engine.plan(group.template, group.example(), engine.Options(device="cpu", stack=stack))
+    stepped, by_kernels = engine.Trainer(group, plan), engine.Trainer(group, plan)
     whole, parts = stepped.program(), by_kernels.program()
     for t in range(3):
         whole(t, 1e-2)
@@ -259,7 +219,7 @@ def test_a_step_run_as_its_kernels_is_the_step(data, make, engine):
         with torch.no_grad():
             for op, args, kwargs in kernels:
                 op(*args, **kwargs)
-    if engine == "mlp":
+    if stack == "mlp":
         assert sum(op in (torch.mm, torch.bmm, torch.addmm, torch.baddbmm) for op, _, _ in kernels) >= 5, \
             "the MLP engine's products are kernels of their own"
     for n, p in stepped.params.items():
@@ -269,3 +229,21 @@ def test_a_step_run_as_its_kernels_is_the_step(data, make, engine):
     state = stepped.optimizer.state_tensors()
     for k, v in by_kernels.optimizer.state_tensors().items():
         assert torch.equal(v, state[k]), k
+
+
+def test_the_plan_says_what_the_engine_will_do(data):
+    """Which stack trains a model and whether its step is compiled: the engine's plan, recorded by runs."""
+    example = (data.train_x[:2], data.train_y[:2])
+    mlp, _ = replicate(data, 0, 1)
+    bn, _ = batchnorm_replicate(data, 0, 1, dropout=False)
+    assert engine.plan(mlp, example).record() == {"engine": "mlp", "script": True, "cuda_graphs": False,
+                                                   "lanes": "auto", "device": "cpu"}
+    assert not engine.plan(mlp, example, engine.Options(script=False)).script
+    assert engine.plan(mlp, example, engine.Options(stack="vmap")).stack == "vmap"
+    assert not engine.plan(bn, example).script, "only fixed-kernel steps compile"
+    dropout, _ = batchnorm_replicate(data, 0, 1)
+    with pytest.warns(EngineWarning, match="cannot be vectorised"):
+        plan = engine.plan(dropout, example)
+    assert plan.stack == "loop" and not plan.groups
+    with pytest.raises(ConfigError, match="engine 'mlp' runs Sequential stacks of Linear and ReLU"):
+        engine.plan(bn, example, engine.Options(stack="mlp"))

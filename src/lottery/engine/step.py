@@ -1,14 +1,13 @@
-"""One training step of a stacked group, or of one lane's slice of it (lottery.lanes)."""
+"""One training step of a stacked group, or of one lane's slice of it (engine/lanes.py)."""
 
-import logging
+import warnings
 
 import torch
 
-from lottery import graphs as cuda_graphs
-from lottery.scripted import INDICES, RATE, NotCompilable, ScriptedStep
+from lottery.engine.cuda_graph import GraphedStep
+from lottery.engine.scripted import INDICES, RATE, NotCompilable, ScriptedStep
+from lottery.errors import EngineWarning
 
-log = logging.getLogger("lottery")
-_warned: set[str] = set()
 # steps on which a compiled step is checked against Python before it is used: TorchScript runs a
 # function's first call while profiling it and the later ones through the graph it then optimised
 CHECKED_STEPS = 2
@@ -18,21 +17,21 @@ class TrainStep:
     """Gather the batch, loss and gradients through the stack, mask, update: in place.
 
     `params` are the tensors the stack and `optimizer` work on (the group's, or views of one
-    lane's slice of them), `masks` the masks of the pruned parameters over the same slice, and
+    lane's slice of them); `stack_masks` and `grad_masks` the gradient masks the stack applies
+    inside its backward and the step after it, over the same slice (lottery.engine.masking); and
     `loss_sum` where each replicate's training loss accumulates. With `script`, the step is
-    compiled to TorchScript once the optimiser has taken its first step (lottery.scripted)."""
+    compiled to TorchScript once the optimiser has taken its first step (engine/scripted.py)."""
 
     def __init__(self, data, params: dict[str, torch.Tensor], stack, optimizer, data_order,
-                 masks: dict[str, torch.Tensor], loss_sum: torch.Tensor, script: bool = False):
+                 stack_masks: dict[str, torch.Tensor], grad_masks: dict[str, torch.Tensor],
+                 loss_sum: torch.Tensor, script: bool = False):
         self.data, self.params, self.stack, self.optimizer = data, params, stack, optimizer
         self.data_order, self.loss_sum, self.graphed = data_order, loss_sum, None
         self.script, self.scripted = script, None  # asked for; the ScriptedStep once compiled and checked
         self._candidate, self._checked = None, 0  # the ScriptedStep being checked, and on how many steps
-        # the stack masks the gradients it can while they are in cache; the rest, after it
-        in_stack = {n: m for n, m in masks.items() if n in stack.masks_gradients_of}
-        self.grads_masked = [params[n] for n in masks if n not in in_stack]
-        self.mask_list = [masks[n] for n in masks if n not in in_stack]
-        self.kw = {"masks": in_stack} if in_stack else {}
+        self.grads_masked = [params[n] for n in grad_masks]
+        self.mask_list = list(grad_masks.values())
+        self.kw = {"masks": stack_masks} if stack_masks else {}
         self.batch = None  # (x, y, and their [S, B] views): where each step's examples are gathered
         self.per = None  # each replicate's loss of the step, for stacks that return it (vmap, loop)
         self.step = 0  # the step being taken (the LoopStack seeds each step's randomness from it)
@@ -55,8 +54,8 @@ class TrainStep:
         masking and the update are listed too; other stacks make new gradients each step, and
         their stack, masking and update run as three opaque calls."""
         x, y, x_seeds, y_seeds = self.batch
-        gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),  # a third of advanced
-                  (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]  # indexing's cost (14 vs 51 µs)
+        gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),  # cheaper than advanced
+                  (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]  # indexing (docs/engine.md)
         if not hasattr(self.stack, "kernels"):
             return gather + [(self._whole_stack, (x_seeds, y_seeds, self.per), {}), (self._mask_grads, (), {}),
                              (self.optimizer.step, (lr,), {}), (torch.Tensor.add_, (self.loss_sum, self.per), {})]
@@ -89,8 +88,8 @@ class TrainStep:
         return self._kernels(idx.reshape(-1), lr)
 
     def graph(self, example_idx: torch.Tensor) -> None:
-        """Replay the step as a CUDA graph from now on (lottery.graphs)."""
-        self.graphed = cuda_graphs.GraphedStep(self.step_on, example_idx)
+        """Replay the step as a CUDA graph from now on (engine/cuda_graph.py)."""
+        self.graphed = GraphedStep(self.step_on, example_idx)
 
     def _compile(self, idx: torch.Tensor, lr: float) -> None:
         """Take this step (idx [S, B]) in Python and compiled, from the same state: after CHECKED_STEPS
@@ -103,7 +102,7 @@ class TrainStep:
             except (NotCompilable, RuntimeError) as e:  # RuntimeError: what TorchScript refuses
                 self.script = False
                 self.step_on(idx, lr)
-                _warn_once(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
+                _warn(f"the training step stays in Python: TorchScript cannot compile it ({str(e).splitlines()[0]})")
                 return
         compiled, opt, flat = self._candidate, self.optimizer, idx.reshape(-1)
         if compiled.verified:  # checked over tensors laid out alike before, in this process
@@ -116,8 +115,8 @@ class TrainStep:
         self._checked += 1
         if not same:
             self.script, self._candidate = False, None
-            _warn_once("the training step stays in Python: compiled to TorchScript, it did not take the same "
-                       f"step bit for bit (torch {torch.__version__})")
+            _warn("the training step stays in Python: compiled to TorchScript, it did not take the same "
+                  f"step bit for bit (torch {torch.__version__})")
         elif self._checked == CHECKED_STEPS:
             self.scripted = compiled
             compiled.mark_verified()
@@ -146,7 +145,6 @@ class TrainStep:
             self.step_on(idx, lr)
 
 
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
+def _warn(message: str) -> None:
+    # a warning, not a log line: Python shows each once where it arises, however many programs say it
+    warnings.warn(message, EngineWarning, stacklevel=2)

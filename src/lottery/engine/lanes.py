@@ -5,16 +5,11 @@ after each one, a few dozen times a step. Lanes run whole single-threaded progra
 lane per thread, each over its share of the units (the seeds, or one seed's branches), and
 meet only where the trainer needs the whole group (evaluations, snapshots, checkpoints). Units
 that do not divide evenly are cut by McNaughton's wrap-around rule (`schedule`), so every lane
-does the same work. On the 2-core VM this was built on (LeNet-300-100, batch 60, masks on;
-benchmarks/README.md), against one two-thread program: one seed's three branches 0.93 of the
-time while the host was quiet, three seeds × three branches 0.90; and 0.62-0.84 in rounds that
-caught the host's slow phases, in which two-thread steps take twice as long and single-threaded
-ones do not change.
+does the same work (measurements: docs/engine.md).
 
 Lanes are threads of one process: what lets them run side by side is that their steps run
-without Python's lock, compiled (lottery.scripted); from Python, lanes of small models spent
-their time queueing for it, slower than one program (MNIST-1D, 3 seeds × 3 branches: 2.0 ms a
-step against 1.0 compiled).
+without Python's lock, compiled (engine/scripted.py); from Python, lanes of small models spend
+their time queueing for it. So only stacks whose step is a fixed list of kernels run in lanes.
 
 A program owns a contiguous slice of every stacked tensor (parameters, gradients, masks,
 optimiser state, the loss sum), so no two lanes write the same memory and no lock is needed.
@@ -59,7 +54,7 @@ def schedule(units: int, lanes: int) -> list[list[Piece]]:
     disjoint; `run` still waits for the first part, as lanes do not run at exactly equal speeds).
 
     3 seeds on 2 lanes: lane 0 runs seed 1's first half, then seed 0; lane 1 runs seed 2, then
-    seed 1's second half. Three lanes on two cores (the OS sharing them) were 12 % slower (measured)."""
+    seed 1's second half. More lanes than cores, the OS sharing them, ran slower (docs/engine.md)."""
     if not 1 <= lanes <= units:
         raise ValueError(f"{lanes} lanes for {units} units: need 1 ≤ lanes ≤ units")
     share = Fraction(units, lanes)
@@ -81,6 +76,47 @@ def schedule(units: int, lanes: int) -> list[list[Piece]]:
             whole = [Piece(whole[0], whole[-1] + 1)]  # contiguous: one program
         plan.append(head + whole + rest)
     return plan
+
+
+def run_span(plan: list[list[Piece]], programs: dict, start: int, end: int, lrs: list[float],
+             steps_per_call: int, progress=None, total: int = 0) -> None:
+    """Steps `start` … `end` − 1 of every unit of a group: each lane runs its pieces (`schedule`)
+    in a thread of its own, `steps_per_call` steps a call to its program (`programs[(first, last)]`,
+    a lottery.engine.step.TrainStep); one lane runs in this thread. The first lane reports its
+    progress as `progress(step, total)` between calls. A unit's second part waits until another
+    lane has run its first part, so its steps keep their order."""
+    span = end - start
+    first_parts_done = {(p.first, p.last): threading.Event() for pieces in plan for p in pieces if p.end < 1}
+
+    def lane(pieces, report):
+        # one boundary per cut unit, computed the same way for both of its parts
+        bounds = [(start + round(p.begin * span), start + round(p.end * span)) for p in pieces]
+        work = max(1, sum(b - a for a, b in bounds))
+
+        def run(stop=None):
+            done = 0
+            for p, (a, b) in zip(pieces, bounds):
+                if p.begin > 0:  # the rest of a unit another lane began: wait until it has
+                    while not first_parts_done[(p.first, p.last)].wait(0.01):
+                        if stop is not None and stop.is_set():
+                            return
+                program = programs[(p.first, p.last)]
+                for t in range(a, b, steps_per_call):
+                    if stop is not None and stop.is_set():
+                        return
+                    stop_at = min(b, t + steps_per_call)
+                    program.steps(t, stop_at, lrs)
+                    done += stop_at - t
+                    if report and progress:
+                        progress(start + done * span // work, total)
+                if p.end < 1:
+                    first_parts_done[(p.first, p.last)].set()
+        return run
+
+    if len(plan) == 1:
+        lane(plan[0], True)()
+    else:
+        run_lanes([lane(pieces, i == 0) for i, pieces in enumerate(plan)])
 
 
 def run_lanes(work: list) -> None:

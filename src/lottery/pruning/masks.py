@@ -28,7 +28,13 @@ def apply(params: dict[str, torch.Tensor], mask: Mask) -> dict[str, torch.Tensor
 
 
 def counts(mask: Mask) -> dict[str, int]:
+    """Kept weights per layer."""
     return {n: int(m.sum()) for n, m in mask.items()}
+
+
+def kept(mask: Mask) -> int:
+    """Kept weights in all layers together."""
+    return sum(counts(mask).values())
 
 
 def density(mask: Mask) -> dict[str, float]:
@@ -38,6 +44,4 @@ def density(mask: Mask) -> dict[str, float]:
 
 def fraction_remaining(mask: Mask) -> float:
     """Fraction of all prunable weights kept."""
-    kept = sum(int(m.sum()) for m in mask.values())
-    total = sum(m.numel() for m in mask.values())
-    return kept / total
+    return kept(mask) / sum(m.numel() for m in mask.values())

@@ -1,38 +1,29 @@
 """On the CPU, the training step compiled to one TorchScript function that runs without the GIL.
 
-Why: lanes (lottery.lanes) are threads of one Python process, and each of the few dozen kernels a
-step calls from Python takes the interpreter's lock (the GIL) to start and to return, so two
+Why: lanes (engine/lanes.py) are threads of one Python process, and each of the few dozen kernels
+a step calls from Python takes the interpreter's lock (the GIL) to start and to return, so two
 lanes of a small model queue for it all step long. A TorchScript function runs its kernels with
-the GIL released and dispatches them without Python in between. Measured side by side on a
-2-core VM, one thread a lane: a lane's step of 8 MNIST-1D MLPs took 1.10 ms alone and 1.43 ms
-beside another lane, compiled 1.01 and 1.08 ms; one LeNet-300-100 alone, 1.45 ms and 1.09 ms.
+the GIL released and dispatches them without Python in between (measurements: docs/engine.md).
 
-The function is generated from the step's kernels (lottery.step.TrainStep.kernels): the same
-ATen ops on the same tensors with the same arguments, in the same order, so it trains bit for
-bit as the Python loop does; `ScriptedStep.check` proves it on the first steps it is used for
-(lottery.step.CHECKED_STEPS), and the caller falls back to Python otherwise. A function that
-passed is not checked again in the process over tensors laid out alike (the next IMP level's
-trainer, a lane of the same shape). What changes from step to step enters as arguments: the
-batches' example indices and the learning rates. Every list of tensors (the optimiser's) is an
-argument too: a fused optimiser call on lists built inside the function is dropped by
+The function is generated from the step's kernels (lottery.engine.step.TrainStep.kernels): the
+same ATen ops on the same tensors with the same arguments, in the same order, so it trains bit
+for bit as the Python loop does; `ScriptedStep.check` proves it on the first steps it is used for
+(lottery.engine.step.CHECKED_STEPS), and the caller falls back to Python otherwise. A function
+that passed is not checked again in the process over tensors laid out alike (the next IMP
+level's trainer, a lane of the same shape). What changes from step to step enters as arguments:
+the batches' example indices and the learning rates. Every list of tensors (the optimiser's) is
+an argument too: a fused optimiser call on lists built inside the function is dropped by
 TorchScript's dead-code elimination, which does not see the writes (found here).
 
-The function takes several steps a call, looping in TorchScript (`ScriptedStep.run`): calling it
-once a step from Python cost each lane's steps its Python wrapper and a wait for the GIL, which
-the other lane holds for its own. Whole trainings, before and after alternated in separate
-processes (medians of 4 pairs, the same bits): LeNet-300-100 one seed × three branches (two
-lanes) 1.21× faster, 3 × 3 1.07×, one replicate on two threads 1.20×; 16 MNIST-1D MLPs as one
-group 1.26× (benchmarks/README.md).
+The function takes several steps a call, looping in TorchScript (`ScriptedStep.run`): called once
+a step from Python, each lane's steps paid its Python wrapper and a wait for the GIL, which the
+other lane holds for its own.
+
+Which runs compile their step is the engine's plan (lottery.engine.options.plan): on the CPU,
+for stacks whose step is a fixed list of kernels.
 """
 
 import torch
-
-
-def applies(requested: bool, device, engine: str) -> bool:
-    """Whether a run compiles its step: asked for, on the CPU (a GPU replays a CUDA graph instead,
-    lottery.graphs), with the MLP engine (the one whose step is a fixed list of kernels). The
-    trainer and the run's invocation record both ask this."""
-    return requested and torch.device(device).type == "cpu" and engine == "mlp"
 
 
 class Placeholder:

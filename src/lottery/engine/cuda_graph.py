@@ -1,8 +1,7 @@
 """The training step replayed as a CUDA graph: one launch a step instead of a few dozen.
 
-On a GPU the MLP engine's step is a few dozen small kernels, and launching them one by one
-from Python costs more than running them: LeNet-300-100 on an H100, 885 µs a step eager vs
-168 µs replayed for one replicate, 1,218 vs 302 µs for nine (measured, torch 2.11). A graph
+On a GPU a fixed-kernel step (the MLP engine's) is a few dozen small kernels, and launching them
+one by one from Python costs more than running them (measurements: docs/engine.md). A graph
 records the step once and replays it. What it touches must keep its memory: the stack's work
 buffers and gradients, the parameters and the optimiser state are all updated in place; the
 batch's indices and the learning rate go in through two device tensors written before each
@@ -16,13 +15,6 @@ import gc
 import torch
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture, as torch's CUDA-graph notes ask
-
-
-def applies(requested: bool, device: torch.device, engine: str) -> bool:
-    """Whether a run replays its step as a graph: asked for, on CUDA, with the MLP engine (the one
-    whose step allocates nothing and never waits on the device). The trainer and the run's
-    invocation record both ask this, so the record says what the trainer did."""
-    return requested and torch.device(device).type == "cuda" and engine == "mlp"
 
 
 class GraphedStep:
@@ -59,7 +51,7 @@ class GraphedStep:
         # capture that is a CUDA call the capture forbids: it voids the capture ("operation not
         # permitted when stream is capturing", seen on an H200 with torch 2.11, whose
         # torch.cuda.graph no longer collects first). Paused, not run now: collecting first cost
-        # about 0.1 s a trainer there (benchmarks/gpu.py, 460 against 200 µs a step over 400 steps).
+        # a tenth of a second a trainer there (docs/engine.md).
         collecting = gc.isenabled()
         gc.disable()
         try:

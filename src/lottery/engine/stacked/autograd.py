@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from lottery.seeds import derive
-from lottery.stacked.losses import per_replicate_loss
+from lottery.engine.stacked.losses import per_replicate_loss
+from lottery.seeds import derive, seeded
 
 
 class VmapStack:
@@ -15,7 +15,10 @@ class VmapStack:
     the state are stacked like the parameters, so BatchNorm keeps running statistics per replicate."""
 
     name = "vmap"
-    masks_gradients_of: frozenset = frozenset()  # none: the trainer masks every gradient after the backward
+    groups = True
+    fixed_kernels = False  # autograd builds new gradients each step
+    lanes = False  # its step runs in Python: lanes would queue for the GIL (engine/lanes.py)
+    masks_gradients_of: frozenset = frozenset()  # none: the step masks every gradient after the backward
 
     def __init__(self, template: nn.Module, S: int, R: int):
         self.template, self.S, self.R = copy.deepcopy(template).to("meta"), S, R
@@ -50,7 +53,10 @@ class LoopStack:
     """
 
     name = "loop"
-    masks_gradients_of: frozenset = frozenset()  # none: the trainer masks every gradient after the backward
+    groups = False  # one replicate after another: a group is no faster than its units apart
+    fixed_kernels = False
+    lanes = False  # it seeds torch's global generator, which threads share
+    masks_gradients_of: frozenset = frozenset()  # none: the step masks every gradient after the backward
 
     def __init__(self, template: nn.Module, S: int, R: int, noise_seeds: list[int] | None = None, device="cpu"):
         self.module, self.S, self.R = copy.deepcopy(template).to(device), S, R
@@ -69,8 +75,7 @@ class LoopStack:
         with torch.enable_grad():
             for s in range(self.S):
                 for r in range(self.R):
-                    with torch.random.fork_rng(devices=devices):
-                        torch.manual_seed(derive(self.noise_seeds[s * self.R + r], "step", step))
+                    with seeded(derive(self.noise_seeds[s * self.R + r], "step", step), devices):
                         loss = nn.functional.cross_entropy(self._run(params, s, r, x[s]), y[s])
                         loss.backward()  # into this replicate's slice of each stacked .grad
                     per[s, r] = loss.detach()

@@ -1,5 +1,9 @@
 """Branches: small experiments that run off an IMP run's levels and reuse what it computed.
 
+One catalogue: everything the tool knows about a branch is an attribute of its `Branch` (what
+it is, where it comes from, how to make its starting point, what its mask cost, how it is
+drawn and named). A new branch is one entry here.
+
 A branch says, for one (level, seed), which mask and which starting weights to train, using
 the IMP run's cached artefacts through the `Context` (the driver): the ticket's mask at each
 level, the dense network's initial, rewind and trained weights. It never re-implements the
@@ -24,14 +28,21 @@ from typing import Callable, Protocol
 
 import torch
 
-from lottery import pruning, scores
-from lottery.masks import Mask
-from lottery.masks import counts as layer_counts
+from lottery.imp.early_bird import search
+from lottery.pruning import counts as layer_counts
+from lottery.pruning import (
+    keep_top_global,
+    keep_top_layerwise,
+    kept,
+    random_like,
+    scores,
+)
+from lottery.pruning.masks import Mask
 from lottery.seeds import derive
 
 
 class Context(Protocol):
-    """What a branch may ask of the IMP run (implemented by `lottery.lottery.Experiment`)."""
+    """What a branch may ask of the IMP run (implemented by `lottery.imp.driver.Experiment`)."""
 
     template: torch.nn.Module
     def imp_mask(self, level: int, seed: int) -> Mask: ...
@@ -56,14 +67,20 @@ class Start:
 @dataclass(frozen=True)
 class Branch:
     name: str
+    kind: str  # ticket | control | ablation | method
     summary: str
     source: str
-    find: str  # imp | dense | free
+    find: str  # imp | dense | free: what producing its mask cost (module docstring)
     prepare: Callable[[Context, int, int], Start]
+    label: str  # in figures' legends
+    color: str | None = None  # in figures (None: the colour cycle's)
+    short: str = ""  # in the verdict's sentences ("ticket vs random reinit"); default: the name
+    counts_from_ticket: bool = False  # its mask keeps the ticket's per-layer counts (under global
+    # pruning those come from the ticket's training, which its cost then includes)
 
-
-def _total(mask: Mask) -> int:
-    return sum(int(m.sum()) for m in mask.values())
+    def __post_init__(self):
+        if not self.short:
+            object.__setattr__(self, "short", self.name)
 
 
 def _dense_mask(ctx: Context, seed: int) -> Mask:
@@ -82,7 +99,7 @@ def _reinit(ctx, level, seed):
 def _random(purpose):
     def prepare(ctx, level, seed):
         control = derive(seed, purpose, level)
-        mask = pruning.random_like(ctx.imp_mask(level, seed), torch.Generator().manual_seed(control))
+        mask = random_like(ctx.imp_mask(level, seed), torch.Generator().manual_seed(control))
         return Start(mask, ctx.dense_weights(seed, "rewind"), control)
     return prepare
 
@@ -92,21 +109,21 @@ def _invert(ctx, level, seed):
     prev_mask = ctx.imp_mask(level - 1, seed) if level > 1 else _dense_mask(ctx, seed)
     counts = layer_counts(ctx.imp_mask(level, seed))
     trained = ctx.imp_weights(level - 1, seed, "final")
-    mask = pruning.keep_top_layerwise({n: -trained[n].abs() for n in prev_mask}, prev_mask, counts)
+    mask = keep_top_layerwise({n: -trained[n].abs() for n in prev_mask}, prev_mask, counts)
     return Start(mask, ctx.dense_weights(seed, "rewind"))
 
 
 def _oneshot(ctx, level, seed):
     counts = layer_counts(ctx.imp_mask(level, seed))
     trained = ctx.dense_weights(seed, "final")
-    mask = pruning.keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
+    mask = keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
     return Start(mask, ctx.dense_weights(seed, "rewind"))
 
 
 def _magnitude_init(ctx, level, seed):
     counts = layer_counts(ctx.imp_mask(level, seed))
     init = ctx.dense_weights(seed, "init")
-    mask = pruning.keep_top_layerwise({n: init[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
+    mask = keep_top_layerwise({n: init[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
     return Start(mask, init)
 
 
@@ -118,8 +135,6 @@ def _keep_trained(lr_mode):
 
 
 def _early_bird(ctx, level, seed):
-    from lottery.early_bird import search
-
     step, mask, seconds = search(ctx, seed)[level]
     return Start(mask, ctx.dense_weights(seed, "rewind"),
                  find_flops=float(6 * _param_count(ctx) * ctx.cfg.train.batch_size * step),
@@ -136,42 +151,59 @@ def _scored_on_a_batch(score, passes):
     def prepare(ctx, level, seed):
         init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
         x, y = ctx.score_batch(seed)
-        mask = pruning.keep_top_global(score(ctx.template, init, dense, x, y), dense, _total(ctx.imp_mask(level, seed)))
+        mask = keep_top_global(score(ctx.template, init, dense, x, y), dense, kept(ctx.imp_mask(level, seed)))
         return Start(mask, init, find_flops=float(passes * 2 * _param_count(ctx) * len(x)))
     return prepare
 
 
 def _synflow(ctx, level, seed, rounds=100):
     init, dense = ctx.dense_weights(seed, "init"), _dense_mask(ctx, seed)
-    mask = scores.synflow(ctx.template, init, dense, ctx.input_shape(), _total(ctx.imp_mask(level, seed)), rounds)
+    mask = scores.synflow(ctx.template, init, dense, ctx.input_shape(), kept(ctx.imp_mask(level, seed)), rounds)
     return Start(mask, init, find_flops=float(rounds * 6 * _param_count(ctx)))
 
 
+# In this order everywhere: the ticket, its controls, the ablations, then the other methods.
 BRANCHES: dict[str, Branch] = {b.name: b for b in (
-    Branch("imp", "the ticket: magnitude-prune the previous level's trained ticket, rewind to rewind_step",
-           "Frankle & Carbin 2019; late rewinding: Frankle et al. 2020", "imp", _imp),
-    Branch("reinit", "control: the ticket's mask, fresh weights from the same init distribution",
-           "Frankle & Carbin 2019", "imp", _reinit),
-    Branch("random_prune", "control: a random mask with the ticket's per-layer counts, the ticket's rewind weights",
-           "Frankle & Carbin 2019", "free", _random("random_prune")),
-    Branch("shuffle", "ablation: the ticket's mask shuffled within each layer (a fresh draw per level), rewind weights",
-           "Frankle et al. 2021, 'missing the mark'", "imp", _random("shuffle")),
-    Branch("invert", "ablation: inverted scores, keep the smallest trained weights instead of the largest",
-           "Frankle et al. 2021, 'missing the mark'", "imp", _invert),
-    Branch("lr_rewind", "learning-rate rewinding: the ticket's mask on the trained weights, the LR schedule replayed",
-           "Renda et al. 2020, 'Comparing rewinding and fine-tuning'", "imp", _keep_trained("schedule")),
-    Branch("finetune", "fine-tuning: the ticket's mask on the trained weights, the schedule's final LR throughout",
-           "Renda et al. 2020; Han et al. 2015", "imp", _keep_trained("final")),
-    Branch("oneshot", "one-shot magnitude pruning of the dense trained network to the level's per-layer counts",
-           "Frankle & Carbin 2019 (one-shot vs iterative)", "dense", _oneshot),
-    Branch("early_bird", "magnitude mask drawn during dense training once successive masks agree, then rewound",
-           "You et al. 2020, 'Drawing early-bird tickets'", "free", _early_bird),
-    Branch("magnitude_init", "prune at initialisation by |w| to the level's per-layer counts",
-           "Frankle et al. 2021, 'missing the mark'", "free", _magnitude_init),
-    Branch("snip", "prune at initialisation by |g ⊙ w| on one batch, one global threshold",
-           "Lee et al. 2019, SNIP", "free", _scored_on_a_batch(scores.snip, 3)),
-    Branch("grasp", "prune at initialisation by gradient-flow preservation (Hessian-gradient product), global",
-           "Wang et al. 2020, GraSP", "free", _scored_on_a_batch(scores.grasp, 9)),
-    Branch("synflow", "data-free iterative pruning at initialisation, 100 rounds, exponential schedule, global",
-           "Tanaka et al. 2020, SynFlow", "free", _synflow),
+    Branch("imp", "ticket", "the ticket: magnitude-prune the previous level's trained ticket, rewind to rewind_step",
+           "Frankle & Carbin 2019; late rewinding: Frankle et al. 2020", "imp", _imp,
+           "IMP ticket (rewound)", "tab:blue"),
+    Branch("reinit", "control", "control: the ticket's mask, fresh weights from the same init distribution",
+           "Frankle & Carbin 2019", "imp", _reinit, "random reinit (same mask)", "tab:orange", short="random reinit"),
+    Branch("random_prune", "control",
+           "control: a random mask with the ticket's per-layer counts, the ticket's rewind weights",
+           "Frankle & Carbin 2019", "free", _random("random_prune"), "random pruning (same layer counts)",
+           "tab:green", short="random pruning", counts_from_ticket=True),
+    Branch("shuffle", "ablation",
+           "ablation: the ticket's mask shuffled within each layer (a fresh draw per level), rewind weights",
+           "Frankle et al. 2021, 'missing the mark'", "imp", _random("shuffle"), "shuffled mask", "tab:olive",
+           counts_from_ticket=True),
+    Branch("invert", "ablation", "ablation: inverted scores, keep the smallest trained weights instead of the largest",
+           "Frankle et al. 2021, 'missing the mark'", "imp", _invert, "inverted scores", "tab:brown",
+           counts_from_ticket=True),
+    Branch("oneshot", "method", "one-shot magnitude pruning of the dense trained network to the level's per-layer counts",
+           "Frankle & Carbin 2019 (one-shot vs iterative)", "dense", _oneshot, "one-shot magnitude", "tab:purple",
+           counts_from_ticket=True),
+    Branch("lr_rewind", "method",
+           "learning-rate rewinding: the ticket's mask on the trained weights, the LR schedule replayed",
+           "Renda et al. 2020, 'Comparing rewinding and fine-tuning'", "imp", _keep_trained("schedule"),
+           "LR rewinding", "tab:cyan"),
+    Branch("finetune", "method",
+           "fine-tuning: the ticket's mask on the trained weights, the schedule's final LR throughout",
+           "Renda et al. 2020; Han et al. 2015", "imp", _keep_trained("final"), "fine-tuning", "lightskyblue"),
+    Branch("early_bird", "method", "magnitude mask drawn during dense training once successive masks agree, then rewound",
+           "You et al. 2020, 'Drawing early-bird tickets'", "free", _early_bird, "early-bird", "tab:pink"),
+    Branch("magnitude_init", "method", "prune at initialisation by |w| to the level's per-layer counts",
+           "Frankle et al. 2021, 'missing the mark'", "free", _magnitude_init, "magnitude at init", "tab:gray",
+           counts_from_ticket=True),
+    Branch("snip", "method", "prune at initialisation by |g ⊙ w| on one batch, one global threshold",
+           "Lee et al. 2019, SNIP", "free", _scored_on_a_batch(scores.snip, 3), "SNIP", "tab:red"),
+    Branch("grasp", "method", "prune at initialisation by gradient-flow preservation (Hessian-gradient product), global",
+           "Wang et al. 2020, GraSP", "free", _scored_on_a_batch(scores.grasp, 9), "GraSP", "gold"),
+    Branch("synflow", "method", "data-free iterative pruning at initialisation, 100 rounds, exponential schedule, global",
+           "Tanaka et al. 2020, SynFlow", "free", _synflow, "SynFlow", "black"),
 )}
+
+
+def of_kind(*kinds: str) -> tuple[str, ...]:
+    """The names of the branches of these kinds, in catalogue order."""
+    return tuple(b.name for b in BRANCHES.values() if b.kind in kinds)

@@ -1,0 +1,55 @@
+"""The seam's two sides: what the driver offers (`Work`, its `Job`s) and what an executor does."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from torch import nn
+
+from lottery.config import TrainConfig
+from lottery.data import Dataset
+from lottery.engine import Plan, Replicate, ReplicateResult
+from lottery.store import Checkpoint, Unit
+
+
+@dataclass
+class Job:
+    """A unit ready to train: its replicate (starting weights, mask, seeds) and its schedule."""
+
+    unit: Unit
+    replicate: Replicate
+    start_step: int = 0  # a rewound unit continues from the rewind step
+    snapshot_steps: tuple[int, ...] = ()
+    lr_mode: str = "schedule"
+    record: dict = field(default_factory=dict)  # the driver's own columns for the unit; executors pass it on
+
+
+class Reporter:
+    """Progress hooks of a run (the CLI supplies a rich one; the default says nothing)."""
+
+    def start(self, total_units: int, done_units: int) -> None: ...
+    def group(self, description: str, total_steps: int) -> None: ...
+    def step(self, step: int, total: int) -> None: ...
+    def units_done(self, n: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Work(Protocol):
+    """What an experiment offers an executor (implemented by lottery.imp.driver.Experiment)."""
+
+    template: nn.Module  # the architecture: a module of it
+    train_data: Dataset  # on the plan's device
+    train_config: TrainConfig
+    plan: Plan  # how the engine trains: device, stack, compiled steps, lanes
+    reporter: Reporter
+
+    def ready(self) -> list[Job]: ...  # jobs whose inputs are done, each handed out once
+    def finish(self, job: Job, result: ReplicateResult) -> None: ...  # record a trained unit
+    def checkpoint(self, name: str) -> Checkpoint: ...  # where a training in progress keeps its state
+    def describe(self, jobs: list[Job]) -> str: ...  # a group's name in progress displays
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, work: Work) -> None:
+        """Train every job `work` makes ready, until none is left."""
