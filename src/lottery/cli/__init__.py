@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "least as many seeds (or branches), else 1; 1: one program on all threads")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
-    r.add_argument("--engine", choices=("auto", "mlp", "vmap", "loop"), default="auto",
-                   help="auto: hand-written kernels for ReLU MLPs, torch.func.vmap for other models, one "
-                        "replicate at a time (loop) for models vmap cannot run (dropout, ops vmap lacks)")
+    r.add_argument("--engine", default="auto", metavar="STACK",
+                   help="how replicates are stacked (lottery.engine.stacked): auto (default) picks hand-written "
+                        "kernels for ReLU MLPs, torch.func.vmap for other models, one replicate at a time for "
+                        "models vmap cannot run (dropout, ops vmap lacks); or name one: mlp, vmap, loop")
     r.add_argument("--device", default="auto",
                    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     r.add_argument("--no-cuda-graphs", action="store_true",
