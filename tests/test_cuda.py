@@ -174,3 +174,21 @@ def test_lane_programs_on_cuda_before_a_run_give_the_one_graphed_program(data):
     plan, programs = trainer(model, [rep], data, CFG).lane_programs()
     assert len(plan) == 1 and len(programs) == 1, "on a GPU the group is one program"
     assert next(iter(programs.values())).graphed is not None
+
+
+def test_the_early_bird_search_trains_on_the_runs_device_with_its_graphs(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from lottery.config import DataConfig, ExperimentConfig, ModelConfig
+    from lottery.imp.driver import Experiment, RunOptions
+
+    cfg = ExperimentConfig(data=DataConfig("synthetic", 200), model=ModelConfig("mlp_small"), train=CFG,
+                           levels=1, seeds=(0,), branches=("imp", "early_bird"))
+    for graphs in (True, False):
+        options = RunOptions(store=tmp_path / str(graphs), engine=engine.Options(device="cuda", cuda_graphs=graphs))
+        run_dir = Experiment(cfg, options).run()
+        with safe_open(str(run_dir / "aux" / "early_bird-seed_0.safetensors"), framework="pt") as f:
+            record = json.loads(f.metadata()["meta"])["engine"]
+        assert record["device"].startswith("cuda") and record["cuda_graphs"] is graphs

@@ -61,8 +61,10 @@ def test_a_search_killed_midway_resumes_to_the_uninterrupted_run(tmp_path):
 def test_the_search_trains_with_the_runs_options(tmp_path):
     compiled = finish(cli(tmp_path / "a", "--set", "train.length=300"))
     python = finish(cli(tmp_path / "b", "--set", "train.length=300", "--no-script"))
-    assert search_record(compiled)[0]["scripted"] is True
+    assert search_record(compiled)[0]["scripted"] is True and search_record(compiled)[0]["engine"]["script"] is True
     assert search_record(python)[0]["scripted"] is False, "--no-script reaches the search"
+    assert search_record(python)[0]["engine"] == {"engine": "mlp", "script": False, "cuda_graphs": False,
+                                                  "lanes": "auto", "device": "cpu"}
     assert search_record(compiled)[0]["drawn"] == search_record(python)[0]["drawn"], "the same masks either way"
 
 

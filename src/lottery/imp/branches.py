@@ -24,7 +24,7 @@ two coincide).
 """
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
@@ -40,17 +40,28 @@ from lottery.pruning import (
 from lottery.pruning.masks import Mask
 from lottery.seeds import derive
 
+if TYPE_CHECKING:  # names for the Context's annotations only
+    from lottery.config import ExperimentConfig
+    from lottery.engine import Plan
+    from lottery.store import RunStore
+
 
 class Context(Protocol):
     """What a branch may ask of the IMP run (implemented by `lottery.imp.driver.Experiment`)."""
 
+    cfg: "ExperimentConfig"
     template: torch.nn.Module
+    prunable: list[str]  # the names of the pruned parameters
+    store: "RunStore"
+    plan: "Plan"  # how the run's engine trains (lottery.engine.Plan)
     def imp_mask(self, level: int, seed: int) -> Mask: ...
     def initial_weights(self, model_seed: int) -> dict[str, torch.Tensor]: ...
     def dense_weights(self, seed: int, stem: str) -> dict[str, torch.Tensor]: ...  # init | rewind | final
     def imp_weights(self, level: int, seed: int, stem: str) -> dict[str, torch.Tensor]: ...
     def score_batch(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]: ...
     def input_shape(self) -> tuple[int, ...]: ...
+    def data_seed(self, seed: int) -> int: ...
+    def train(self, replicates, description: str, checkpoint: str, observer=None) -> list: ...  # through the engine
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,8 @@ def search(ctx, seed: int) -> dict:
                           f"early_bird-seed_{seed}", observer=rule)
     seconds = time.perf_counter() - started
     meta = {"levels": cfg.levels, "rule": RULE, "steps_run": result.steps, "seconds": seconds,
-            "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}, "scripted": result.extra["scripted"],
-            "resumed_from_step": result.extra["resumed_from_step"]}
+            "drawn": {str(i + 1): rule.drawn[i][0] for i in rule.drawn}, "engine": ctx.plan.record(),
+            "scripted": result.extra["scripted"], "resumed_from_step": result.extra["resumed_from_step"]}
     tensors = {f"{i + 1}.{n}": m for i, (_, mask) in rule.drawn.items() for n, m in mask.items()}
     # levels never stable within the budget: the mask at the end of the search
     for i, counts in enumerate(targets):
