@@ -79,7 +79,8 @@ def test_dropout_units_on_cuda_train_the_same_alone_as_together_and_resume_exact
 
 def test_an_experiment_runs_on_cuda_and_records_it(tmp_path):
     from lottery.config import DataConfig, ExperimentConfig, ModelConfig
-    from lottery.imp.driver import Experiment, RunOptions, level_units
+    from lottery.imp.branches import level_units
+    from lottery.imp.driver import Experiment, RunOptions
     from lottery.store import RunStore
 
     cfg = ExperimentConfig(data=DataConfig("synthetic", 200), model=ModelConfig("mlp_small"), train=CFG,

@@ -52,7 +52,7 @@ def test_report_files_hold_verdict_table_and_inline_figures(report):
     assert 'id="verdict"' in page and 'id="results"' in page and page.count("data:image/png;base64,") == 5
     assert "src=\"http" not in page, "self-contained: nothing fetched"
     md = md_path.read_text()
-    assert "Rule: the ticket matches" in md and "| branch" in md
+    assert "Rule: levels are tested in order" in md and "| branch" in md
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):

@@ -6,11 +6,15 @@ any point leaves either the old file or the new one, plus at most a stray tempor
 files are safetensors: loading them never executes code.
 """
 
+from __future__ import annotations
+
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import save
+if TYPE_CHECKING:  # torch loads when tensors are written or read, not when a store is listed
+    import torch
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -25,7 +29,22 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
     write_bytes(path, save({k: v.detach().contiguous() for k, v in tensors.items()}, metadata=metadata))
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata, read from its header alone (no tensor is loaded)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(size)).get("__metadata__", {})
 
 
 def _sync_folder(folder: Path) -> None:

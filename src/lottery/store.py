@@ -13,19 +13,21 @@ unit is either complete or absent no matter when the process dies. A lock file k
 process out of a run directory while one is writing it.
 """
 
+from __future__ import annotations
+
 import fcntl
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from lottery import atomic
 from lottery.config import ExperimentConfig
 from lottery.errors import StoreError
+
+if TYPE_CHECKING:  # tensors are read and written through lottery.atomic, which loads torch then
+    import torch
 
 
 def default_root() -> Path:
@@ -56,9 +58,7 @@ class Checkpoint:
     def load(self):
         if not self.path.exists():
             return None
-        with safe_open(str(self.path), framework="pt") as f:
-            meta = f.metadata()["meta"]
-        return load_file(str(self.path)), meta
+        return atomic.read_tensors(self.path), atomic.read_metadata(self.path)["meta"]
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -142,7 +142,7 @@ class RunStore:
         atomic.write_bytes(d / "DONE", b"")
 
     def weights(self, unit: Unit, stem: str) -> dict[str, torch.Tensor]:
-        return load_file(str(self.unit_dir(unit) / f"{stem}.safetensors"))
+        return atomic.read_tensors(self.unit_dir(unit) / f"{stem}.safetensors")
 
     def mask(self, unit: Unit) -> dict[str, torch.Tensor]:
         return {n: t.bool() for n, t in self.weights(unit, "mask").items()}

@@ -1,9 +1,12 @@
 """The paper's figures, drawn with matplotlib (headless) from the tidy table.
 
-Every figure is saved as PNG and SVG. Bands are 95% Student-t confidence intervals over seeds
-(absent when a branch has a single seed).
+Every figure is saved as PNG and SVG. Bands are 95% Student-t confidence intervals over seeds,
+cut at what is possible (absent when a branch has a single seed, or its seeds agree exactly);
+titles say which.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +29,12 @@ def _style(branch: str) -> tuple[str, str | None]:
     return (b.label, b.color) if b else (branch, None)
 
 
+def _what_is_drawn(df: pd.DataFrame) -> str:
+    """What a figure's lines and bands are: an interval only where there are seeds to give one."""
+    n = int(df.seed.nunique())
+    return "one seed, no interval" if n == 1 else f"mean and 95% CI over {n} seeds"
+
+
 def _sparsity_axis(ax, fractions):
     ax.set_xscale("log")
     lo = max(0.05, 100 * float(np.min(fractions)) * 0.85)
@@ -45,10 +54,13 @@ def _legend_below(fig, ax, ncol=4) -> float:
     return min(0.5, (0.24 * rows + 0.3) / fig.get_figheight())
 
 
-def _save(fig, out_dir: Path, name: str) -> Path:
+FORMATS = ("png", "svg")  # `lottery plot` draws both; a report, which inlines the PNGs, only those
+
+
+def _save(fig, out_dir: Path, name: str, formats=FORMATS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / f"{name}.svg")
-    fig.savefig(out_dir / f"{name}.png", dpi=110)
+    for fmt in formats:
+        fig.savefig(out_dir / f"{name}.{fmt}", **({"dpi": 110} if fmt == "png" else {}))
     plt.close(fig)
     return out_dir / f"{name}.png"
 
@@ -66,7 +78,7 @@ def _branch_lines(ax, summary, metric, scale):
                             color=color, alpha=0.08 if crowded else 0.2, linewidth=0)
 
 
-def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+def accuracy_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
     """Test accuracy vs % weights remaining, at early stop and at the end, dense reference."""
     summary = summarise(df)
     dense = summary[(summary.branch == "imp") & (summary.level == 0)]
@@ -81,13 +93,12 @@ def accuracy_figure(df: pd.DataFrame, out_dir: Path) -> Path:
         ax.set_title(f"Test accuracy {title}", fontsize=11)
     axes[0].set_ylabel("test accuracy (%)")
     bottom = _legend_below(fig, axes[0])
-    n = int(df.seed.nunique())
-    fig.suptitle(f"Lottery ticket vs controls: mean and 95% CI over {n} seed{'s' if n != 1 else ''}", fontsize=12)
+    fig.suptitle(f"Lottery ticket vs controls: {_what_is_drawn(df)}", fontsize=12)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    return _save(fig, out_dir, "accuracy")
+    return _save(fig, out_dir, "accuracy", formats)
 
 
-def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+def early_stop_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
     """Early-stopping iteration vs % weights remaining (lower = learns faster)."""
     summary = summarise(df)
     rows = -(-summary.branch.nunique() // 4)
@@ -97,10 +108,10 @@ def early_stop_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     ax.set_ylabel("early-stopping iteration\n(step of min. validation loss)")
     ax.set_title("How fast each network learns", fontsize=11)
     fig.tight_layout(rect=(0, _legend_below(fig, ax, 4), 1, 1))
-    return _save(fig, out_dir, "early_stop")
+    return _save(fig, out_dir, "early_stop", formats)
 
 
-def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4) -> Path:
+def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4, formats=FORMATS) -> Path:
     """Validation accuracy over training for a few levels of the ticket (mean over seeds).
 
     `histories`: one row per evaluation with branch, level, seed, fraction_remaining, step, val_acc.
@@ -124,10 +135,10 @@ def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4) -
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, "curves")
+    return _save(fig, out_dir, "curves", formats)
 
 
-def density_figure(df: pd.DataFrame, out_dir: Path) -> Path:
+def density_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
     """Per-layer density of the ticket at each level."""
     imp = df[df.branch == "imp"]
     cols = [c for c in df.columns if c.startswith("density[")]
@@ -145,10 +156,10 @@ def density_figure(df: pd.DataFrame, out_dir: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, "density")
+    return _save(fig, out_dir, "density", formats)
 
 
-def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07) -> Path:
+def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07, formats=FORMATS) -> Path:
     """Accuracy at one sparsity vs the compute spent to get there (finding the mask + the final
     training), per branch: what the cheaper methods trade for their savings, measured."""
     imp = df[df.branch == "imp"]
@@ -161,27 +172,56 @@ def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07) -> Path:
         for branch, g in at.groupby("branch", sort=False):
             label, color = _style(branch)
             total = g[cost] + g[train_cost]
-            acc = estimate(100 * g.test_acc_early_stop)
+            acc = estimate(100 * g.test_acc_early_stop, bounds=(0.0, 100.0))
             err = None if np.isnan(acc.low) else [[acc.mean - acc.low], [acc.high - acc.mean]]
             ax.errorbar([total.mean()], [acc.mean], yerr=err, fmt="o", ms=7, capsize=4, color=color, label=label)
         ax.set_xscale("log")
+        # plain-text labels ("10G", "0.5"): the default scientific ones go through mathtext, slow to lay out
+        ax.xaxis.set_major_formatter(mticker.EngFormatter(sep="") if unit == "FLOPs" else
+                                     mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set_xlabel(f"compute to find the mask and train it ({unit}, log scale)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy at early stop (%)")
     bottom = _legend_below(fig, axes[0], 4)
     fig.suptitle(f"What it cost: accuracy at {100 * fracs[level]:.1f}% of weights (level {level}) "
-                 "vs compute (mean and 95% CI)", fontsize=12)
+                 f"vs compute; {_what_is_drawn(at)}", fontsize=12)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    return _save(fig, out_dir, "cost")
+    return _save(fig, out_dir, "cost", formats)
 
 
-def all_figures(df: pd.DataFrame, histories: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """Every figure the data supports; name → PNG path."""
-    out = {"accuracy": accuracy_figure(df, out_dir), "early_stop": early_stop_figure(df, out_dir)}
+def all_figures(df: pd.DataFrame, histories: pd.DataFrame, out_dir: Path, formats=FORMATS) -> dict[str, Path]:
+    """Every figure the data supports; name → PNG path. Drawn in two halves of about equal work
+    (the two-panel figures, the one-panel ones) side by side where a second core is free."""
+    two_panels = {"accuracy": lambda: accuracy_figure(df, out_dir, formats)}
+    one_panel = {"early_stop": lambda: early_stop_figure(df, out_dir, formats)}
     if len(histories):
-        out["curves"] = curves_figure(histories, out_dir)
+        one_panel["curves"] = lambda: curves_figure(histories, out_dir, formats=formats)
     if any(c.startswith("density[") for c in df.columns):
-        out["density"] = density_figure(df, out_dir)
+        one_panel["density"] = lambda: density_figure(df, out_dir, formats)
     if (df.branch == "imp").any() and (df.level > 0).any():
-        out["cost"] = cost_figure(df, out_dir)
-    return out
+        two_panels["cost"] = lambda: cost_figure(df, out_dir, formats=formats)
+    _side_by_side(list(two_panels.values()), list(one_panel.values()))
+    return {name: out_dir / f"{name}.png" for name in (*two_panels, *one_panel)}
+
+
+def _side_by_side(here: list, there: list) -> None:
+    """Run the jobs `here` (each draws and saves one figure) in this process and those `there` in
+    a forked child at the same time, on Linux with two cores or more: matplotlib is single-threaded.
+    Elsewhere, or when the child fails, this process runs them all."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    pid = os.fork() if there and cores >= 2 and sys.platform == "linux" else None
+    if pid == 0:  # the child: draw, and leave without running the parent's exit handlers
+        code = 0
+        try:
+            for job in there:
+                job()
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    for job in here:
+        job()
+    if pid is None or os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        for job in there:
+            job()

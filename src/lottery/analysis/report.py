@@ -4,13 +4,11 @@ import base64
 import datetime as dt
 import html
 import json
-import math
 from pathlib import Path
 
-import pandas as pd
-
 from lottery.analysis.plots import all_figures
-from lottery.analysis.stats import CI_METHOD, summarise
+from lottery.analysis.stats import CI_METHOD
+from lottery.analysis.summary import results_table
 from lottery.analysis.table import histories, table
 from lottery.analysis.verdict import verdicts
 from lottery.store import RunStore
@@ -27,32 +25,6 @@ pre{background:#f8f8f8;padding:.8em;overflow-x:auto;font-size:.85em}
 """
 
 
-def _ci(row, m, scale=100.0, digits=2):
-    mean, lo, hi = row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"]
-    if isinstance(lo, float) and math.isnan(lo):
-        return f"{scale * mean:.{digits}f}"
-    return f"{scale * mean:.{digits}f} [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
-
-
-def _num(x: float) -> str:
-    """Three significant digits, without exponents for the large values a table shows."""
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
-
-
-def results_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per branch and level: % remaining, n, accuracies and early-stop step with 95% CIs, find cost."""
-    s = summarise(df)
-    cost = df.groupby(["branch", "level"], sort=False)[["find_flops", "find_seconds"]].mean()
-    rows = []
-    for _, r in s.iterrows():
-        c = cost.loc[(r.branch, r.level)]
-        rows.append({"branch": r.branch, "level": int(r.level), "% remaining": f"{100 * r.fraction_remaining:.1f}",
-                     "n": int(r.n), "test acc early stop (%)": _ci(r, "test_acc_early_stop"),
-                     "test acc end (%)": _ci(r, "test_acc_end"), "early-stop step": _ci(r, "early_stop_step", 1, 0),
-                     "find GFLOPs": _num(c.find_flops / 1e9), "find s": _num(c.find_seconds)})
-    return pd.DataFrame(rows)
-
-
 def environment(store: RunStore) -> dict:
     inv = store.invocations()
     done = [i for i in inv if i.get("event") == "finished"] or inv
@@ -63,16 +35,20 @@ def environment(store: RunStore) -> dict:
             "wall_seconds": round(sum(i.get("seconds", 0) for i in inv if i.get("event") != "started"), 1)}
 
 
-def _run_section(store: RunStore, fig_dir: Path, delta: float) -> tuple[str, str, list[str]]:
+def _run_section(store: RunStore, fig_dir: Path, delta: float, seeds=None) -> tuple[str, str, list[str]]:
     df = table(store)
+    if seeds is not None:
+        df = df[df.seed.isin(list(seeds))]
     cfg = store.config()
     name = store.run_dir.name
     if df.empty:
         text = f"## Run {name}\n\nNo finished units yet.\n"
         return f"<h2>Run {html.escape(name)}</h2><p>No finished units yet.</p>", text, []
-    vs = verdicts(df, delta=delta)
+    vs = verdicts(df, delta=delta)  # on the seeds of `df`, which its lines name
     verdict_lines = [line for v in vs for line in v.lines()]
-    figures = all_figures(df, histories(store), fig_dir / name)
+    hist = histories(store)
+    figures = all_figures(df, hist[hist.seed.isin(df.seed.unique())] if len(hist) else hist, fig_dir / name,
+                          formats=("png",))
     tbl = results_table(df)
     env = environment(store)
     config_json = json.dumps(cfg.hashed_dict(), indent=2, sort_keys=True)
@@ -80,7 +56,7 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float) -> tuple[str, str
                    f"</figure>" for k, p in figures.items())
     page = (f"<h2>Run {html.escape(name)}</h2>"
             f'<div class="verdict" id="verdict">{html.escape(chr(10).join(verdict_lines))}</div>'
-            f'<p class="rule">{html.escape(vs[0].rule)} Intervals: {CI_METHOD} over seeds.</p>'
+            f'<p class="rule">{html.escape(vs[0].rule)} Intervals: {CI_METHOD} (* where cut).</p>'
             f"<h3>Figures</h3>{imgs}"
             f"<h3>Results (mean [95% CI] over seeds)</h3>{tbl.to_html(index=False, table_id='results', escape=True)}"
             f"<h3>Configuration (hash {html.escape(cfg.hash())})</h3><pre>{html.escape(config_json)}</pre>"
@@ -92,11 +68,12 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float) -> tuple[str, str
     return page, md, verdict_lines
 
 
-def write_report(stores: list[RunStore], out_dir: Path, delta: float = 0.005) -> tuple[Path, Path]:
-    """DIR/report.html (self-contained) and DIR/report.md (figures beside it)."""
+def write_report(stores: list[RunStore], out_dir: Path, delta: float = 0.005, seeds=None) -> tuple[Path, Path]:
+    """DIR/report.html (self-contained) and DIR/report.md (figures beside it), on `seeds` (None:
+    every seed each run holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = [_run_section(s, out_dir / "figures", delta) for s in stores]
+    sections = [_run_section(s, out_dir / "figures", delta, seeds) for s in stores]
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lottery report</title><style>{CSS}</style>"
             f"</head><body><h1>Lottery-ticket report</h1><p>Generated {stamp} for {len(stores)} run(s).</p>"

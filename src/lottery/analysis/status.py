@@ -3,9 +3,8 @@
 import json
 from dataclasses import replace
 
-from safetensors import safe_open
-
-from lottery.imp.driver import level_units
+from lottery import atomic
+from lottery.imp.branches import level_units
 from lottery.store import RunStore
 
 
@@ -25,8 +24,7 @@ def status_lines(store: RunStore) -> list[str]:
              f"seeds {','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}"]
     in_training = 0.0
     for ckpt in sorted((store.run_dir / "checkpoints").glob("level_*.safetensors")):
-        with safe_open(str(ckpt), framework="pt") as f:
-            step = json.loads(f.metadata()["meta"])["step"]
+        step = json.loads(atomic.read_metadata(ckpt)["meta"])["step"]
         total = summaries[0]["steps"] if summaries else None
         in_training = step / total if total else 0.0
         lines.append(f"  in training: {ckpt.stem} at step {step}" + (f"/{total}" if total else ""))

@@ -1,10 +1,21 @@
 """The verdict: did IMP find a matching ticket, how sparse, and how sure are we?
 
-Rule (stated in every verdict): the ticket *matches* the dense network at a level when the
-95% confidence interval of (ticket − dense) accuracy lies entirely above −δ (δ = 0.5 points by
-default). The verdict reports the sparsest matching level, and there the ticket's margin over
-each control with its CI and test. Seeds pair the comparisons (paired t) when both sides have
-the same seeds. With fewer than `min_seeds` seeds it says so instead of guessing.
+The rule (stated in every verdict) is a fixed-sequence test over the pruning levels. Levels are
+tested in order, densest first; at each, the ticket *matches* the dense network when the 95%
+confidence interval of (ticket − dense) accuracy lies entirely above −δ (δ = 0.5 points by
+default), i.e. a one-sided non-inferiority t test at 2.5%. The first level that does not match
+ends the sequence, and the sparsest level before it is reported. Because the order is fixed in
+advance, the chance of calling *any* level matching when the ticket is worse there by δ or more
+stays at 2.5% however many levels were run (no correction needed; a level picked as "the
+sparsest that passed", anywhere in the sequence, would not have that guarantee).
+
+A level that does not match is either *worse* (the interval lies below −δ) or *inconclusive*
+(it straddles −δ, or no interval exists: the seeds agree exactly); an inconclusive verdict says
+how many seeds an interval of ±δ would need at the spread observed. Seeds pair the comparisons
+(paired t) when both sides have the same seeds; the verdict names the seeds it used. With fewer
+than `min_seeds` seeds it says so instead of guessing. At the reported level the ticket is also
+compared with each other branch (a two-sided t test each) and its early-stopping iteration with
+the dense network's.
 """
 
 import math
@@ -12,30 +23,54 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from lottery.analysis.stats import Comparison, compare
+from lottery.analysis.stats import Comparison, compare, difference_bounds, seeds_needed
 from lottery.imp.branches import BRANCHES
 
 METRIC_NAMES = {"test_acc_early_stop": "test accuracy at early stop", "test_acc_end": "test accuracy at the end"}
+ALPHA = 0.025  # one-sided: the lower end of a 95% interval
+
+
+@dataclass(frozen=True)
+class LevelTest:
+    """One level's (ticket − dense) comparison and what it says: matches | worse | inconclusive."""
+
+    level: int
+    fraction_remaining: float
+    vs_dense: Comparison
+    outcome: str
 
 
 @dataclass
 class Verdict:
     metric: str
     delta: float  # accuracy fraction (0.005 = 0.5 points)
-    status: str  # "matching" | "no matching level" | "not enough seeds" | "no pruned levels"
+    status: str  # "matching" | "no matching level" | "inconclusive" | "not enough seeds" | "no pruned levels"
     n_seeds: int
     min_seeds: int
-    level: int | None = None
+    seeds: tuple[int, ...] = ()
+    level: int | None = None  # the level reported: the sparsest matching one, else the first tested
     fraction_remaining: float | None = None
     vs_dense: Comparison | None = None
-    vs_controls: dict[str, Comparison] = field(default_factory=dict)
-    speed: Comparison | None = None  # early-stop step, ticket − dense
+    vs_controls: dict[str, Comparison] = field(default_factory=dict)  # at `compared_at`
+    speed: Comparison | None = None  # early-stop step, ticket − dense, at `compared_at`
+    tested: list[LevelTest] = field(default_factory=list)  # in order, up to the first that did not match
+    levels_run: int = 0
+    compared_at: LevelTest | None = None  # where the controls are compared: the matching level, else the sparsest run
+
+    @property
+    def stop(self) -> LevelTest | None:
+        """The first level that did not match (None: every level run matched)."""
+        return next((t for t in self.tested if t.outcome != "matches"), None)
 
     @property
     def rule(self) -> str:
-        return (f"Rule: the ticket matches the dense network at a level when the 95% CI of (ticket − dense) "
-                f"{METRIC_NAMES.get(self.metric, self.metric)} lies above −{100 * self.delta:g} points; "
-                f"the sparsest matching level is reported. Seeds pair the comparisons.")
+        d = f"{100 * self.delta:g}"
+        return (f"Rule: levels are tested in order, densest first; the ticket matches the dense network at a level "
+                f"when the 95% CI of (ticket − dense) {METRIC_NAMES.get(self.metric, self.metric)} lies above −{d} "
+                f"points there and at every denser level, and the sparsest such level is reported (a fixed-sequence "
+                f"test: the chance of calling any level matching where the ticket is worse by {d} points or more "
+                f"stays at {100 * ALPHA:g}%). Seeds pair the comparisons; intervals are Student t over seeds, cut at "
+                f"what is possible; none is given when the seeds agree exactly.")
 
     def lines(self) -> list[str]:
         what = METRIC_NAMES.get(self.metric, self.metric)
@@ -44,64 +79,132 @@ class Verdict:
                     f"{self.min_seeds}). Run more seeds, e.g. --replicates 3."]
         if self.status == "no pruned levels":
             return [f"{what}: no pruned levels finished yet."]
-        c = self.vs_dense
+        seeds = f"seeds {_seed_list(self.seeds)}"
         where = f"{100 * self.fraction_remaining:.1f}% of weights (level {self.level})"
-        if self.status == "no matching level":
-            head = (f"{what}: no matching ticket: at every level the CI of (ticket − dense) reaches below "
-                    f"−{100 * self.delta:g} points. Densest pruned level, {where}: vs dense {_pts(c)}.")
+        if self.status == "matching":
+            out = [f"{what}: matching ticket at {where}: vs dense {_pts(self.vs_dense)}; {seeds}."]
+            stop = self.stop
+            if stop is None:
+                out.append(f"  every level run matched (levels 1–{self.levels_run}).")
+            else:
+                out.append(f"  the sequence stops at level {stop.level} ({100 * stop.fraction_remaining:.1f}%): "
+                           + _why_not(stop, self.delta) + ("" if stop.outcome == "worse" else "."))
+        elif self.status == "no matching level":
+            out = [f"{what}: no matching ticket: at the densest pruned level, {where}, the ticket is worse than the "
+                   f"dense network by more than {100 * self.delta:g} points: vs dense {_pts(self.vs_dense)}; {seeds}."]
         else:
-            head = f"{what}: matching ticket at {where}: vs dense {_pts(c)}."
-        out = [head]
+            out = [f"{what}: inconclusive: at the densest pruned level, {where}, "
+                   + _why_not(self.tested[0], self.delta, named=False) + f" ({seeds})."]
+        at = self.compared_at
+        if at is not None and at.level != self.level:
+            out.append(f"  at the sparsest level run, {100 * at.fraction_remaining:.1f}% of weights (level {at.level}): "
+                       f"vs dense {_pts(at.vs_dense)}.")
         for branch, cmp_ in self.vs_controls.items():
             name = BRANCHES[branch].short if branch in BRANCHES else branch
-            sign = "better" if cmp_.low > 0 else ("worse" if cmp_.high < 0 else "no clear difference")
+            sign = ("no interval" if not cmp_.defined else "better" if cmp_.low > 0 else
+                    "worse" if cmp_.high < 0 else "no clear difference")
             out.append(f"  ticket vs {name}: {_pts(cmp_)} ({sign}).")
         if self.speed is not None and not math.isnan(self.speed.diff):
             s = self.speed
-            word = "learns faster" if s.high < 0 else ("learns slower" if s.low > 0 else "no clear difference in speed")
-            out.append(f"  early-stopping iteration vs dense: {s.diff:+.0f} steps [95% CI {s.low:+.0f}, {s.high:+.0f}] "
-                       f"({word}).")
+            if s.defined:
+                word = "learns faster" if s.high < 0 else ("learns slower" if s.low > 0 else "no clear difference in speed")
+                out.append(f"  early-stopping iteration vs dense: {s.diff:+.0f} steps [95% CI {s.low:+.0f}, "
+                           f"{s.high:+.0f}]{' (cut at what is possible)' if s.clipped else ''} ({word}).")
+            else:
+                out.append(f"  early-stopping iteration vs dense: {s.diff:+.0f} steps ({_undefined(s)}).")
         return out
 
 
+def _seed_list(seeds) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def _undefined(c: Comparison) -> str:
+    if c.no_spread:
+        return f"the same on all {min(c.n_a, c.n_b)} seeds: no spread, so no interval and no p-value"
+    return "no interval: n < 2"
+
+
 def _pts(c: Comparison) -> str:
-    if math.isnan(c.low):
-        return f"{100 * c.diff:+.2f} points (no CI: n < 2)"
-    return (f"{100 * c.diff:+.2f} points [95% CI {100 * c.low:+.2f}, {100 * c.high:+.2f}], "
+    if not c.defined:
+        return f"{100 * c.diff:+.2f} points ({_undefined(c)})"
+    cut = " (cut at what is possible)" if c.clipped else ""
+    return (f"{100 * c.diff:+.2f} points [95% CI {100 * c.low:+.2f}, {100 * c.high:+.2f}]{cut}, "
             f"{c.test}, n = {min(c.n_a, c.n_b)}, p = {c.p_value:.2g}")
 
 
-def verdict(df: pd.DataFrame, metric: str = "test_acc_early_stop", delta: float = 0.005, min_seeds: int = 2) -> Verdict:
-    """The verdict for one experiment's tidy table (see the module docstring)."""
+def _why_not(t: LevelTest, delta: float, named: bool = True) -> str:
+    """Why level `t` does not match; `named`: say which outcome (worse or inconclusive) too."""
+    c, d = t.vs_dense, 100 * delta
+    if t.outcome == "worse":
+        return f"worse by more than {d:g} points, vs dense {_pts(c)}."
+    needed = seeds_needed(c.std, delta)
+    more = (f"about {needed} seeds would give an interval of ±{d:g} points at this spread" if needed else
+            "more seeds would show the spread")
+    why = "" if not c.defined else f": the interval reaches below −{d:g} points"
+    return f"vs dense {_pts(c)}{why}{' (inconclusive)' if named else ''}; {more}"
+
+
+def _outcome(c: Comparison, delta: float) -> str:
+    if c.defined and c.low > -delta:
+        return "matches"
+    if c.defined and c.high < -delta:
+        return "worse"
+    return "inconclusive"
+
+
+def verdict(df: pd.DataFrame, metric: str = "test_acc_early_stop", delta: float = 0.005, min_seeds: int = 2,
+            seeds=None) -> Verdict:
+    """The verdict for one experiment's tidy table (see the module docstring), on `seeds` (None:
+    every seed in the table)."""
+    if seeds is not None:
+        df = df[df.seed.isin(list(seeds))]
     by = {b: g for b, g in df.groupby("branch")}
     imp = by.get("imp", df.iloc[0:0])
     dense = imp[imp.level == 0].set_index("seed")
-    n = int(dense.index.nunique())
-    v = Verdict(metric, delta, "not enough seeds", n, min_seeds)
-    if n < min_seeds:
+    used = tuple(sorted(int(s) for s in dense.index.unique()))
+    v = Verdict(metric, delta, "not enough seeds", len(used), min_seeds, used)
+    if len(used) < min_seeds:
         return v
     levels = sorted(set(imp.level) - {0})
     if not levels:
         v.status = "no pruned levels"
         return v
-    results = {}
-    for level in levels:
+    v.levels_run = max(levels)
+    bounds = difference_bounds(metric, df)
+    tickets = {}
+    for level in levels:  # the fixed sequence: densest first, until a level does not match
         ticket = imp[imp.level == level].set_index("seed")
-        results[level] = (ticket, compare(ticket[metric], dense[metric]))
-    matching = [lv for lv, (_, c) in results.items() if not math.isnan(c.low) and c.low > -delta]
-    level = max(matching, key=lambda lv: (-results[lv][0].fraction_remaining.mean(), lv)) if matching else levels[0]
-    ticket, v.vs_dense = results[level]
-    v.status = "matching" if matching else "no matching level"
-    v.level, v.fraction_remaining = level, float(ticket.fraction_remaining.mean())
+        c = compare(ticket[metric], dense[metric], bounds=bounds)
+        tickets[level] = ticket
+        v.tested.append(LevelTest(level, float(ticket.fraction_remaining.mean()), c, _outcome(c, delta)))
+        if v.tested[-1].outcome != "matches":
+            break
+    matching = [t for t in v.tested if t.outcome == "matches"]
+    shown = matching[-1] if matching else v.tested[0]
+    v.status = "matching" if matching else ("no matching level" if shown.outcome == "worse" else "inconclusive")
+    v.level, v.fraction_remaining, v.vs_dense = shown.level, shown.fraction_remaining, shown.vs_dense
+    # the controls where the ticket matches; else at the sparsest level run, fixed in advance
+    if matching:
+        v.compared_at = shown
+    else:
+        last = max(levels)
+        ticket = imp[imp.level == last].set_index("seed")
+        c = compare(ticket[metric], dense[metric], bounds=bounds)
+        v.compared_at = LevelTest(last, float(ticket.fraction_remaining.mean()), c, _outcome(c, delta))
+        tickets[last] = ticket
+    at = v.compared_at.level
+    ticket = tickets[at]
     for branch, g in by.items():
         if branch != "imp":
-            control = g[g.level == level].set_index("seed")
+            control = g[g.level == at].set_index("seed")
             if len(control):
-                v.vs_controls[branch] = compare(ticket[metric], control[metric])
-    v.speed = compare(ticket["early_stop_step"].astype(float), dense["early_stop_step"].astype(float))
+                v.vs_controls[branch] = compare(ticket[metric], control[metric], bounds=bounds)
+    v.speed = compare(ticket["early_stop_step"].astype(float), dense["early_stop_step"].astype(float),
+                      bounds=difference_bounds("early_stop_step", df))
     return v
 
 
-def verdicts(df: pd.DataFrame, delta: float = 0.005, min_seeds: int = 2) -> list[Verdict]:
+def verdicts(df: pd.DataFrame, delta: float = 0.005, min_seeds: int = 2, seeds=None) -> list[Verdict]:
     """The verdict at early stop (the paper's measure) and at the end of training."""
-    return [verdict(df, m, delta, min_seeds) for m in ("test_acc_early_stop", "test_acc_end")]
+    return [verdict(df, m, delta, min_seeds, seeds) for m in ("test_acc_early_stop", "test_acc_end")]

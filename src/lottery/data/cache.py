@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from lottery import atomic
 
@@ -23,4 +22,4 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    return atomic.read_tensors(path)

@@ -26,7 +26,8 @@ from lottery.engine import Options as EngineOptions
 from lottery.engine import Replicate, ReplicateResult
 from lottery.errors import ConfigError
 from lottery.execute import Job, Reporter
-from lottery.imp.branches import BRANCHES, Start
+from lottery.imp.branches import BRANCHES, level_units
+from lottery.imp.starts import Start
 from lottery.pruning import (
     apply,
     density,
@@ -68,11 +69,6 @@ def environment(device: torch.device = torch.device("cpu")) -> dict:
     return {"lottery": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "device": str(device), "device_name": name,
             "threads": torch.get_num_threads(), "argv": sys.argv}
-
-
-def level_units(cfg: ExperimentConfig, level: int) -> list[Unit]:
-    branches = ["imp"] if level == 0 else list(cfg.branches)
-    return [Unit(level, b, s) for s in cfg.seeds for b in branches]
 
 
 class Experiment:
@@ -146,7 +142,7 @@ class Experiment:
 
     def train(self, replicates: list[Replicate], description: str, checkpoint: str, observer=None) -> list[ReplicateResult]:
         """Train from step 0 through the run's engine (a branch's own search: early-bird)."""
-        self.reporter.group(description, self.total_steps)
+        self.reporter.group(description, self.total_steps, len(replicates))
         group = engine.Group(self.template, replicates, self.train_data, self.cfg.train)
         store_checkpoint = self.store.checkpoint(checkpoint)
         results = engine.train(group, self.plan, checkpoint=store_checkpoint, progress=self.reporter.step,
@@ -191,7 +187,9 @@ class Experiment:
         weights = {"mask": rep.mask, "init": rep.init, "final": result.final}
         if job.unit.level == 0:
             weights["rewind"] = result.snapshots[self.rewind_step]
-        self.store.write_unit(job.unit, weights, result.history, self._summary(job, result))
+        summary = self._summary(job, result)
+        self.store.write_unit(job.unit, weights, result.history, summary)
+        self.reporter.unit_finished(job.unit, summary, result.history)
 
     def checkpoint(self, name: str) -> Checkpoint:
         return self.store.checkpoint(name)
