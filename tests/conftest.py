@@ -159,7 +159,7 @@ class Crash(Exception):
 def crash_and_resume_group(model, reps, data, cfg, crash_at: int, every: int, **kw):
     """Train `reps` until a crash at the first progress report at or after step `crash_at` (reports
     come every few steps), then again: it resumes from the last checkpoint. Their results, resumed."""
-    def crash(step, total):
+    def crash(step, total, metrics=None):
         if step >= crash_at:
             raise Crash
     checkpoint = MemoryCheckpoint()

@@ -173,7 +173,7 @@ def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_hold
     (whole,) = train(model, [rep], data, cfg)
     checkpoint = MemoryCheckpoint()
 
-    def crash(step, total):
+    def crash(step, total, metrics=None):
         if step >= 7:
             raise Crash
     with pytest.raises(Crash):

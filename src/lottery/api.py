@@ -145,8 +145,8 @@ def find_ticket(model: nn.Module, train, test, *, levels: int = 5, seeds=(0,), b
         rewind_step=str(rewind_step), levels=levels, seeds=tuple(seeds), branches=tuple(branches))
     reporter = None
     if progress:
-        from lottery.progress import RichReporter
-        reporter = RichReporter()
+        from lottery.progress import reporter_for
+        reporter = reporter_for(quiet=False)
     options = RunOptions(store=Path(store) if store else default_root(), engine=engine.Options(device=device))
     exp = Experiment(cfg, options, data=data, reporter=reporter, model_factory=_factory(model), prunable=names)
     run_dir = exp.run()

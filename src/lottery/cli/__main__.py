@@ -1,5 +1,3 @@
-import sys
+from lottery.cli import entry
 
-from lottery.cli import main
-
-sys.exit(main())
+entry()

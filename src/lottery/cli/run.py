@@ -13,7 +13,7 @@ def usable_cores() -> int:
     return usable or 1
 
 
-def _parse_seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -63,7 +63,7 @@ def resolve_config(args):
     if args.seeds is not None and args.replicates is not None:
         raise UsageError("give --seeds or --replicates, not both")
     if args.seeds is not None:
-        changes["seeds"] = _parse_seeds(args.seeds)
+        changes["seeds"] = parse_seeds(args.seeds)
     if args.replicates is not None:
         if args.replicates < 1:
             raise UsageError(f"--replicates {args.replicates} must be at least 1")
@@ -77,9 +77,7 @@ def resolve_config(args):
 
 def cmd_run(args) -> int:
     from lottery import engine
-    from lottery.analysis.report import write_report
     from lottery.imp.driver import RunOptions
-    from lottery.store import RunStore
 
     cfg = resolve_config(args)
     if args.checkpoint_every < 1:
@@ -92,35 +90,41 @@ def cmd_run(args) -> int:
     options = RunOptions(store=args.store, data_dir=args.data_dir, engine=how, vectorise=not args.no_vectorise)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [replace(cfg, rewind_step=k) for k in rewinds] or [cfg]
-    run_dirs = [_run_one(c, options, args.quiet) for c in configs]
+    run_dirs = [_run_one(c, options, args.quiet, args.tensorboard) for c in configs]
     if len(run_dirs) > 1:  # one report comparing the rewinding points side by side
-        html_path, _ = write_report([RunStore(d) for d in run_dirs], run_dirs[-1] / "report-rewinding")
+        from lottery.analysis.report import write_report
+        from lottery.store import RunStore
+
+        html_path, _ = write_report([RunStore(d) for d in run_dirs], run_dirs[-1] / "report-rewinding", seeds=cfg.seeds)
         print(f"rewinding comparison: {html_path}")
     for d in run_dirs:
         print(d)
     return 0
 
 
-def _run_one(cfg, options, quiet: bool):
-    from lottery.analysis.plots import accuracy_figure
-    from lottery.analysis.report import write_report
-    from lottery.analysis.table import write_csv
-    from lottery.analysis.verdict import verdicts
+def _run_one(cfg, options, quiet: bool, tensorboard=None):
+    """One experiment: run it, then its table, verdict (on the seeds asked for), figure and report."""
+    import shutil
+
     from lottery.imp.driver import Experiment
-    from lottery.progress import RichReporter
+    from lottery.progress import reporter_for
     from lottery.store import RunStore
 
-    exp = Experiment(cfg, options, reporter=RichReporter(enabled=not quiet))
+    exp = Experiment(cfg, options, reporter=reporter_for(quiet, tensorboard))
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
           f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}, rewind_step {cfg.rewind_step}",
           file=sys.stderr)
     run_dir = exp.run()
+    from lottery.analysis.report import write_report
+    from lottery.analysis.table import write_csv
+    from lottery.analysis.verdict import verdicts
+
     store = RunStore(run_dir)
-    df = write_csv(store)
-    vs = verdicts(df)
+    df = write_csv(store)  # every unit the store holds; the verdict, figure and report: the seeds asked for
+    vs = verdicts(df, seeds=cfg.seeds)
     for line in [line for v in vs for line in v.lines()] + [vs[0].rule]:
         print(line)
-    accuracy_figure(df, run_dir)
-    html_path, _ = write_report([store], run_dir / "report")
+    html_path, _ = write_report([store], run_dir / "report", seeds=cfg.seeds)
+    shutil.copyfile(html_path.parent / "figures" / run_dir.name / "accuracy.png", run_dir / "accuracy.png")
     print(f"table: {run_dir / 'results.csv'}\nfigure: {run_dir / 'accuracy.png'}\nreport: {html_path}")
     return run_dir

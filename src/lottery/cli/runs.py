@@ -25,25 +25,47 @@ def _finished_table(store):
     return df
 
 
+# columns `show` leaves out, in this order, until its table fits the terminal
+NARROW_DROPS = ("find s", "find GFLOPs", "early-stop step", "test acc end (%)")
+
+
 def cmd_show(args) -> int:
     from rich.console import Console
-    from rich.table import Table
-
-    from lottery.analysis.report import results_table
 
     store = _find(args)
     df = _finished_table(store)
     if args.csv:
         df.to_csv(sys.stdout, index=False)
         return 0
-    tbl = results_table(df)
-    t = Table(title="mean [95% CI] over seeds", caption=str(store.run_dir))
-    for i, col in enumerate(tbl.columns):
-        t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for row in tbl.itertuples(index=False):
-        t.add_row(*map(str, row))
-    Console(width=200).print(t)
+    console = Console()  # the terminal's width ($COLUMNS when set), 80 when not a terminal
+    table, dropped = _fitting_table(df, store, console)
+    console.print(table)
+    if dropped:
+        console.print(f"(left out for width: {', '.join(dropped)}; `lottery show --csv` has every column)",
+                      highlight=False, markup=False)
     return 0
+
+
+def _fitting_table(df, store, console):
+    """The results as a rich table whose rows fit `console` unwrapped, and the columns left out."""
+    from rich.table import Table
+
+    from lottery.analysis.summary import results_table
+
+    tbl = results_table(df)
+    seeds = ", ".join(map(str, sorted(df.seed.unique())))
+    dropped = []
+    for drop in (None, *NARROW_DROPS):
+        if drop:
+            tbl, dropped = tbl.drop(columns=[drop]), [*dropped, drop]
+        t = Table(title=f"mean [95% CI] over seeds {seeds}", caption=str(store.run_dir), caption_justify="left")
+        for i, col in enumerate(tbl.columns):
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in tbl.itertuples(index=False):
+            t.add_row(*map(str, row))
+        if console.measure(t, options=console.options.update(max_width=10_000)).maximum <= console.width:
+            break
+    return t, dropped
 
 
 def cmd_plot(args) -> int:
@@ -59,24 +81,41 @@ def cmd_plot(args) -> int:
 
 def cmd_report(args) -> int:
     from lottery.analysis.report import write_report
+    from lottery.cli.run import parse_seeds
 
     stores = [_find_one(name, args.store) for name in args.runs]
+    seeds = parse_seeds(args.seeds) if args.seeds else None
     for s in stores:
-        _finished_table(s)
+        df = _finished_table(s)
+        if seeds is not None and not set(seeds) <= set(df.seed):
+            raise UsageError(f"--seeds {args.seeds}: run {s.run_dir.name} holds seeds "
+                             f"{', '.join(map(str, sorted(df.seed.unique())))}")
     if not 0 < args.delta < 100:
         raise UsageError(f"--delta {args.delta} must be between 0 and 100 accuracy points")
-    html_path, md_path = write_report(stores, args.out, delta=args.delta / 100)
+    html_path, md_path = write_report(stores, args.out, delta=args.delta / 100, seeds=seeds)
     print(md_path)
     print(html_path)
     return 0
 
 
+EXPORT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
+
+
 def cmd_export(args) -> int:
+    fmt = args.format or EXPORT_FORMATS.get(Path(args.out).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"--out {args.out}: cannot tell the format from the name; use a .csv, .json or .parquet "
+                         "file name, or --format csv|json|parquet")
     store = _find(args)
     df = _finished_table(store)
-    fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "csv")
     if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError:
+            raise UsageError("Parquet needs pyarrow: pip install 'lottery[parquet]' (or export .csv or .json)") from None
         df.to_parquet(args.out, index=False)
+    elif fmt == "json":
+        df.to_json(args.out, orient="records", indent=1)  # one object per row, NaN as null
     else:
         df.to_csv(args.out, index=False)
     print(args.out)

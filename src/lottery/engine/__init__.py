@@ -37,7 +37,8 @@ def train(group: Group, how: Options | Plan = Options(), *, checkpoint=None, pro
 
     `checkpoint`: an object with `save(tensors, meta)` and `load()` (None when there is none):
     training saves there every `checkpoint_every` steps and resumes from it bit for bit.
-    `progress(step, total)`: called as steps are taken. `observer(step, params) → bool`: called
+    `progress(step, total, metrics=None)`: called as steps are taken, and after each evaluation
+    with `metrics`, the group's mean `train_loss`, `val_loss` and `val_acc` there. `observer(step, params) → bool`: called
     at every evaluation with the stacked state; True stops training there. An observer keeps its
     own state in checkpoints through `state() → (tensors, json-able)` and `load_state(tensors, meta)`.
     """

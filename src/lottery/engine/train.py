@@ -34,7 +34,8 @@ STEPS_PER_CALL = 32
 
 class Trainer:
     """Trains a group under a plan. `checkpoint` (save(tensors, meta) / load()) makes it resumable;
-    `progress(step, total)` hears about its steps; `observer(step, params) → stop?` sees every
+    `progress(step, total, metrics=None)` hears about its steps (with the group's mean losses and
+    accuracy after each evaluation); `observer(step, params) → stop?` sees every
     evaluation and may end training there, its `state()` kept in checkpoints."""
 
     def __init__(self, group: Group, plan: Plan, *, checkpoint=None, progress=None, observer=None):
@@ -72,6 +73,8 @@ class Trainer:
         while True:
             if self.step in self.schedule.eval_steps and (not self.history or self.history[-1]["step"] != self.step):
                 self._evaluation()
+                if self.progress:
+                    self.progress(self.step, self.total, self._latest())
                 if self.observer is not None and self.observer(self.step, self.params):
                     break
             if self.step >= self.total:
@@ -112,6 +115,11 @@ class Trainer:
                              "train_loss": train_loss.flatten().tolist(),
                              "val_loss": val_loss.flatten().tolist(), "val_acc": val_acc.flatten().tolist()})
         self.last_eval = self.step
+
+    def _latest(self) -> dict:
+        """The last evaluation, averaged over the group (what progress displays show)."""
+        row = self.history[-1]
+        return {k: sum(row[k]) / len(row[k]) for k in ("train_loss", "val_loss", "val_acc")}
 
     def _results(self, seconds: float, scripted: bool) -> list[ReplicateResult]:
         d = self.data

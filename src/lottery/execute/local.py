@@ -34,7 +34,7 @@ class LocalExecutor:
         first = jobs[0]
         name = f"level_{first.unit.level:02d}-" + derive(0, *[j.unit.key for j in jobs]).to_bytes(8, "big").hex()
         checkpoint = work.checkpoint(name)
-        work.reporter.group(work.describe(jobs), work.train_config.total_steps(len(work.train_data.train_x)))
+        work.reporter.group(work.describe(jobs), work.train_config.total_steps(len(work.train_data.train_x)), len(jobs))
         group = engine.Group(work.template, [j.replicate for j in jobs], work.train_data, work.train_config,
                              start_step=first.start_step, snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode)
         results = engine.train(group, work.plan, checkpoint=checkpoint, progress=work.reporter.step)
