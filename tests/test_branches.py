@@ -159,8 +159,9 @@ def test_every_branch_runs_a_batchnorm_model(tmp_path):
     torch.manual_seed(0)
     x, test_x = torch.randn(300, 10), torch.randn(100, 10)
     y, test_y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long(), (test_x[:, 0] > 0).long() + 2 * (test_x[:, 1] > 0).long()
-    model = nn.Sequential(nn.Linear(10, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
-    ticket = lottery.find_ticket(model, train=(x, y), test=(test_x, test_y), levels=1, branches=tuple(BRANCHES),
+    def model():
+        return nn.Sequential(nn.Linear(10, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    ticket = lottery.find_ticket(model, seeds=(0,), train=(x, y), test=(test_x, test_y), levels=1, branches=tuple(BRANCHES),
                                  store=tmp_path, length="20ep", batch_size=50, eval_every="5ep", lr=1e-2)
     results = ticket.results
     assert set(results.query("level == 1").branch) == set(BRANCHES)

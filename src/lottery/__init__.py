@@ -2,13 +2,13 @@
 
 from lottery.version import __version__
 
-__all__ = ["__version__", "find_ticket"]
+__all__ = ["Ticket", "__version__", "bake", "find_ticket"]
 
 
 def __getattr__(name):
     # `lottery.find_ticket` without importing torch and pandas for every `lottery --help`
-    if name == "find_ticket":
-        from lottery.api import find_ticket
+    if name in ("find_ticket", "Ticket", "bake"):
+        from lottery import api
 
-        return find_ticket
+        return getattr(api, name)
     raise AttributeError(f"module 'lottery' has no attribute {name!r}")

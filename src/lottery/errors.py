@@ -29,3 +29,7 @@ class EngineWarning(UserWarning):
     """The engine took a slower road than asked (a step left uncompiled, a model trained one
     replicate at a time), and says why; the numbers are unaffected."""
 
+
+
+class InitWarning(UserWarning):
+    """find_ticket re-draws a module's weights in a way the user may not expect, and says how."""

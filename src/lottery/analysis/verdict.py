@@ -101,9 +101,9 @@ class Verdict:
                        f"vs dense {_pts(at.vs_dense)}.")
         for branch, cmp_ in self.vs_controls.items():
             name = BRANCHES[branch].short if branch in BRANCHES else branch
-            sign = ("no interval" if not cmp_.defined else "better" if cmp_.low > 0 else
-                    "worse" if cmp_.high < 0 else "no clear difference")
-            out.append(f"  ticket vs {name}: {_pts(cmp_)} ({sign}).")
+            sign = "" if not cmp_.defined else " (better)" if cmp_.low > 0 else \
+                " (worse)" if cmp_.high < 0 else " (no clear difference)"
+            out.append(f"  ticket vs {name}: {_pts(cmp_)}{sign}.")
         if self.speed is not None and not math.isnan(self.speed.diff):
             s = self.speed
             if s.defined:

@@ -1,0 +1,93 @@
+"""What find_ticket gives back: the table, the verdict, and the ticket it names, as your model."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from lottery.analysis.verdict import Verdict
+from lottery.api.user_model import UserModel
+from lottery.errors import ConfigError
+from lottery.store import RunStore, Unit
+
+
+@dataclass
+class Ticket:
+    """`results`: the tidy table (one row per branch, level and seed). `verdict`: the verdict at
+    early stop on the seeds asked for (`verdicts`: at early stop and at the end), as `lottery run`
+    prints it. `level`: the sparsest matching level it names (None when it names none); `seed`:
+    the first seed asked for. `mask()` and `module()` give that ticket unless told another."""
+
+    run_dir: Path
+    results: pd.DataFrame
+    verdicts: list[Verdict]
+    seeds: tuple[int, ...]
+    _model: UserModel = field(repr=False)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.verdicts[0]
+
+    @property
+    def level(self) -> int | None:
+        return self.verdict.level if self.verdict.status == "matching" else None
+
+    @property
+    def seed(self) -> int:
+        return self.seeds[0]
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        return self.mask()
+
+    def _unit(self, level: int | None, seed: int | None) -> Unit:
+        if level is None:
+            level = self.level
+            if level is None:
+                levels = sorted(self.results[self.results.branch == "imp"].level.unique())
+                raise ConfigError(f"the verdict names no matching ticket ({self.verdict.status}: "
+                                  f"{self.verdict.lines()[0]}); pass level=N for the ticket at any level run "
+                                  f"({', '.join(map(str, levels))})")
+        unit = Unit(int(level), "imp", self.seed if seed is None else int(seed))
+        if not RunStore(self.run_dir).is_done(unit):
+            raise ConfigError(f"no finished ticket at level {unit.level}, seed {unit.seed} in {self.run_dir}")
+        return unit
+
+    def mask(self, level: int | None = None, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """name → bool tensor (True: kept) of the ticket at `level` (default: the verdict's) and `seed`."""
+        return RunStore(self.run_dir).mask(self._unit(level, seed))
+
+    def module(self, level: int | None = None, seed: int | None = None, trained: bool = True,
+               keep_mask: bool = True) -> nn.Module:
+        """Your model holding the ticket at `level` (default: the verdict's sparsest matching one)
+        and `seed`: its trained weights, or with `trained=False` its starting (rewound) ones.
+
+        With `keep_mask` (the default) the mask stays attached the way torch.nn.utils.prune attaches
+        one (`weight_orig` and a `weight_mask` buffer): train it further and pruned weights stay 0.0.
+        `lottery.bake(module)` makes the zeros plain weights again; `keep_mask=False` gives them so."""
+        unit = self._unit(level, seed)
+        store = RunStore(self.run_dir)
+        module = self._model.build(0)
+        module.load_state_dict({**module.state_dict(), **store.weights(unit, "final" if trained else "init")})
+        if keep_mask:
+            for name, mask in store.mask(unit).items():
+                owner, attr = _owner(module, name)
+                prune.custom_from_mask(owner, attr, mask.to(getattr(owner, attr).device))
+        return module
+
+
+def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
+    path, _, attr = name.rpartition(".")
+    return (module.get_submodule(path) if path else module), attr
+
+
+def bake(module: nn.Module) -> nn.Module:
+    """Make every mask torch.nn.utils.prune attached part of its weight (pruned entries stay
+    0.0 as plain numbers, nothing keeps them there any more); the module, changed in place."""
+    for m in module.modules():
+        for hook in [h for h in m._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]:
+            prune.remove(m, hook._tensor_name)
+    return module
