@@ -82,3 +82,16 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 20_000
     print(f"screenshot: {shot}")
+
+
+def test_a_figure_claims_an_interval_only_where_there_is_one(monkeypatch, tmp_path):
+    titles = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out_dir, name, formats=(): titles.append(fig._suptitle.get_text()))
+    three = synthetic_table([0.004, 0.002])
+    one = three[three.seed == 0]
+    for df in (three, one):
+        df = df.assign(find_flops=1e9, find_seconds=1.0, train_flops_effective=1e9, train_seconds=1.0)
+        plots.accuracy_figure(df, tmp_path)
+        plots.cost_figure(df, tmp_path)
+    assert "mean and 95% CI over 3 seeds" in titles[0] and "mean and 95% CI over 3 seeds" in titles[1]
+    assert all("one seed, no interval" in t and "CI" not in t for t in titles[2:])

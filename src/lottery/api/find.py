@@ -1,7 +1,6 @@
 """`find_ticket`: the whole experiment on your own model and data, from Python."""
 
 import copy
-import math
 import os
 import sys
 import time
@@ -151,35 +150,45 @@ def _all_units(cfg):
 
 def _plan_line(exp: Experiment, cfg: ExperimentConfig, template: nn.Module, data) -> str:
     """One line before the work: how many trainings of how many steps, and about how long."""
+    from lottery.imp.branches import level_units
+
     units = _all_units(cfg)
-    todo = [u for u in units if not exp.store.is_done(u)]
-    steps = exp.total_steps - exp.rewind_step
-    per_step = _seconds_a_step(template, data, cfg.train.batch_size)
-    estimate = sum((exp.total_steps if u.level == 0 else steps) for u in todo) * per_step
-    about = "nothing to train: all done" if not todo else (
-        f"about {_duration(estimate)} at {1e3 * per_step:.1f} ms a step, one unit at a time "
-        "(grouped units train faster)")
-    return (f"find_ticket: {len(todo)} of {len(units)} trainings to do ({len(cfg.seeds)} seeds × {cfg.levels} levels × "
+    todo = {lv: [u for u in level_units(cfg, lv) if not exp.store.is_done(u)] for lv in range(cfg.levels + 1)}
+    todo = {lv: us for lv, us in todo.items() if us}
+    about = "nothing to train: all done"
+    if todo:
+        group = len(cfg.seeds) * len(cfg.branches)
+        per_step = _seconds_a_step(exp, template, data, cfg.train, group)
+        steps = {lv: exp.total_steps - (0 if lv == 0 else exp.rewind_step) for lv in todo}
+        about = (f"about {_duration(per_step * sum(steps.values()))}, a level's {group} units training together at "
+                 f"{1e3 * per_step:.1f} ms a step")
+    count = sum(len(us) for us in todo.values())
+    return (f"find_ticket: {count} of {len(units)} trainings to do ({len(cfg.seeds)} seeds × {cfg.levels} levels × "
             f"{len(cfg.branches)} branches + the dense networks), {exp.total_steps} steps each "
             f"({exp.total_steps / cfg.train.steps_per_epoch(len(data.train_x)):.3g} epochs of batch "
             f"{cfg.train.batch_size}) on {exp.plan.device}; {about}. Run: {exp.store.run_dir}")
 
 
-def _seconds_a_step(template: nn.Module, data, batch_size: int, budget: float = 0.5) -> float:
-    """One plain training step of `template` timed on a training batch (the median of a few, within
-    `budget` seconds): what a unit trained alone, unvectorised, would take a step."""
-    model = copy.deepcopy(template).train()
-    opt = torch.optim.Adam(model.parameters())
-    xb, yb = data.train_x[:batch_size], data.train_y[:batch_size]
-    times, start = [], time.perf_counter()
-    while len(times) < 10 and (time.perf_counter() - start < budget or len(times) < 2):
-        t = time.perf_counter()
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xb), yb).backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-    times = sorted(times[1:])  # the first call pays one-time costs
-    return times[len(times) // 2] if times else math.nan
+def _seconds_a_step(exp: Experiment, template: nn.Module, data, train: TrainConfig, group: int) -> float:
+    """Seconds a step of `group` replicates takes through the run's engine: two short trainings
+    (2 and 10 steps, evaluating only at their ends) timed, their difference over 8 steps, so the
+    one-time costs (compiling the step) cancel."""
+    from dataclasses import replace
+
+    from lottery.engine import Group, Replicate
+    from lottery.pruning import apply, dense
+
+    state = template.state_dict()
+    mask = dense(dict(template.named_parameters()), exp.prunable)
+    reps = [Replicate(apply(state, mask), mask, data_seed=i) for i in range(group)]
+    small = data.__class__(data.name, data.train_x, data.train_y, data.val_x[:64], data.val_y[:64],
+                           data.test_x[:64], data.test_y[:64], data.num_classes)
+    seconds = []
+    for steps in (2, 10):
+        start = time.perf_counter()
+        engine.train(Group(template, reps, small, replace(train, length=str(steps), eval_every=str(steps))), exp.plan)
+        seconds.append(time.perf_counter() - start)
+    return max(seconds[1] - seconds[0], 0.0) / 8
 
 
 def _duration(seconds: float) -> str:

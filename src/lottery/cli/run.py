@@ -44,7 +44,7 @@ def cmd_branches(args) -> int:
     from lottery.imp.branches import BRANCHES
 
     for b in BRANCHES.values():
-        print(f"{b.name:<15} {b.summary}\n{'':<15} source: {b.source}; cost to find the mask: {b.find}")
+        print(f"{b.name:<15} {b.summary}\n{'':<15} source: {b.source}; cost to find the mask: {b.cost}")
     return 0
 
 
