@@ -69,8 +69,9 @@ class _Tally:
         return elapsed * (1 - self.fraction()) / worked if worked > 0.005 else None
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
+def duration(seconds: float | None) -> str:
+    """Seconds as people say them: 40 s, 12 min, 2.5 h ("?" when unknown)."""
+    if seconds is None or seconds != seconds:
         return "?"
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
         f"{seconds:.0f} s"
@@ -107,7 +108,7 @@ class LineReporter(Reporter):
         parts = [self.description or "starting", f"{t.done}/{t.total} units", f"step {t.step}/{t.steps}"]
         if t.metrics:
             parts += [f"train loss {t.metrics['train_loss']:.4g}", f"val acc {100 * t.metrics['val_acc']:.2f}%"]
-        parts.append(f"ETA {_duration(t.eta(self.done_at_start))}")
+        parts.append(f"ETA {duration(t.eta(self.done_at_start))}")
         print("lottery: " + " · ".join(parts), file=self.stream, flush=True)
 
 

@@ -28,6 +28,7 @@ from lottery.config import (
 from lottery.data import split_validation
 from lottery.errors import ConfigError, InitWarning
 from lottery.imp.driver import Experiment, RunOptions
+from lottery.progress import duration, reporter_for
 from lottery.pruning import prunable_names
 from lottery.store import RunStore, default_root
 
@@ -80,8 +81,6 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
         train=TrainConfig(length=str(length), eval_every=str(eval_every), **training),
         prune=PruneConfig(rate=rate, output_rate=output_rate, scope=scope), rewind_step=str(rewind_step),
         levels=levels, seeds=tuple(seeds), branches=tuple(branches))
-    from lottery.progress import reporter_for
-
     show = _interactive() if progress is None else progress
     options = RunOptions(store=Path(store) if store else default_root(), engine=engine.Options(device=device))
     exp = Experiment(cfg, options, data=data, reporter=reporter_for(quiet=not show), model_factory=user.build,
@@ -160,7 +159,7 @@ def _plan_line(exp: Experiment, cfg: ExperimentConfig, template: nn.Module, data
         group = len(cfg.seeds) * len(cfg.branches)
         per_step = _seconds_a_step(exp, template, data, cfg.train, group)
         steps = {lv: exp.total_steps - (0 if lv == 0 else exp.rewind_step) for lv in todo}
-        about = (f"about {_duration(per_step * sum(steps.values()))}, a level's {group} units training together at "
+        about = (f"about {duration(per_step * sum(steps.values()))}, a level's {group} units training together at "
                  f"{1e3 * per_step:.1f} ms a step")
     count = sum(len(us) for us in todo.values())
     return (f"find_ticket: {count} of {len(units)} trainings to do ({len(cfg.seeds)} seeds × {cfg.levels} levels × "
@@ -189,10 +188,3 @@ def _seconds_a_step(exp: Experiment, template: nn.Module, data, train: TrainConf
         engine.train(Group(template, reps, small, replace(train, length=str(steps), eval_every=str(steps))), exp.plan)
         seconds.append(time.perf_counter() - start)
     return max(seconds[1] - seconds[0], 0.0) / 8
-
-
-def _duration(seconds: float) -> str:
-    if not seconds == seconds:
-        return "?"
-    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
-        f"{seconds:.0f} s"
