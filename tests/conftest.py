@@ -90,9 +90,10 @@ def group(data, seeds=3, branches=2):
 
 
 def train(model, reps, data, cfg, *, checkpoint=None, progress=None, observer=None, start_step=0,
-          snapshot_steps=(), lr_mode="schedule", **options):
+          snapshot_steps=(), lr_mode="schedule", augment="none", **options):
     """The engine's front door with the group spelt out and options as keywords."""
-    g = engine.Group(model, reps, data, cfg, start_step=start_step, snapshot_steps=snapshot_steps, lr_mode=lr_mode)
+    g = engine.Group(model, reps, data, cfg, start_step=start_step, snapshot_steps=snapshot_steps, lr_mode=lr_mode,
+                     augment=augment)
     options.setdefault("device", "cpu")
     return engine.train(g, engine.Options(**options), checkpoint=checkpoint, progress=progress, observer=observer)
 

@@ -30,7 +30,7 @@ def run_cli(*args, env=None):
     (["run", "synthetic-tiny", "--device", "cuda:99"], "device 'cuda:99'"),
     (["run", "synthetic-tiny", "--threads", "0"], "--threads 0 must be at least 1"),
     (["run", "synthetic-tiny", "--lanes", "0"], "--lanes 0 must be at least 1"),
-    (["run", "synthetic-tiny", "--engine", "jax"], "engine 'jax' is unknown; choose one of auto, mlp, vmap, loop"),
+    (["run", "synthetic-tiny", "--engine", "jax"], "engine 'jax' is unknown; choose one of auto, mlp, vmap, modules, loop"),
 ])
 def test_user_mistakes_give_one_clear_line_and_exit_2(args, words, capsys, tmp_path):
     code = main([*args, "--store", str(tmp_path / "store")] if args[0] == "run" else [*args, "--store", str(tmp_path)])

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 
@@ -22,6 +23,11 @@ from lottery.errors import ConfigError
 
 SCHEMA_VERSION = 1
 DEFAULT_BRANCHES = ("imp", "reinit", "random_prune")
+AUGMENTATIONS = ("none", "crop_flip")
+# Settings added after the schema's first version enter the hash only when they differ from these
+# values, so every earlier experiment keeps its hash (and its run directory).
+HASHED_WHEN_SET = {"data": {"fingerprint": "", "augment": "none"}, "model": {"fingerprint": ""},
+                   "prune": {"conv_rate": None}}
 _LENGTH = re.compile(r"^(\d+)$|^(\d+(?:\.\d+)?)ep$")
 
 
@@ -52,9 +58,12 @@ class DataConfig:
     dataset: str = "mnist"
     validation_size: int = 5000  # held out of the training set, as in the paper
     fingerprint: str = ""  # 'custom' data (find_ticket): a hash of the tensors
+    augment: str = "none"  # none | crop_flip: a random 4-pixel-padded crop and a horizontal flip per image
 
     def __post_init__(self):
         _check(bool(self.dataset), "data.dataset must name a dataset (see `lottery presets`)")
+        _check(self.augment in AUGMENTATIONS, f"data.augment={self.augment!r} is unknown; choose "
+                                              f"{' or '.join(AUGMENTATIONS)}")
         _check(self.dataset != "custom" or bool(self.fingerprint),
                "data.dataset='custom' is the Python API's own data (find_ticket); name a dataset")
         _check(self.validation_size >= 1, f"data.validation_size={self.validation_size} must be at least 1")
@@ -117,8 +126,10 @@ class PruneConfig:
     scope: str = "layerwise"  # layerwise: each layer loses its fraction; global: one threshold
     rate: float = 0.2  # fraction of the remaining weights removed per level (hidden layers)
     output_rate: float = 0.1  # the same for the output layer (the paper prunes it at half rate)
+    conv_rate: float | None = None  # layerwise: the rate of convolutional layers (None: `rate`)
 
     def __post_init__(self):
+        _check(self.conv_rate is None or 0 <= self.conv_rate < 1, f"prune.conv_rate={self.conv_rate} must be in [0, 1)")
         _check(self.strategy == "magnitude", f"prune.strategy={self.strategy!r} is unknown; choose magnitude")
         _check(self.scope in ("layerwise", "global"), f"prune.scope={self.scope!r} is unknown; choose layerwise or global")
         _check(0 <= self.rate < 1, f"prune.rate={self.rate} must be in [0, 1)")
@@ -154,9 +165,10 @@ class ExperimentConfig:
 
     def hashed_dict(self) -> dict:
         d = self.to_dict()
-        for part in ("data", "model"):  # empty fingerprints are left out: built-in names keep their hashes
-            if not d[part]["fingerprint"]:
-                del d[part]["fingerprint"]
+        for part, unset in HASHED_WHEN_SET.items():
+            for key, value in unset.items():
+                if d[part][key] == value:
+                    del d[part][key]
         return {"schema": SCHEMA_VERSION, **{k: d[k] for k in self.HASHED}}
 
     def canonical_json(self) -> str:
@@ -196,6 +208,11 @@ def _field_type(cls, name):
 def _coerce(value, ftype, name):
     """Turn a value (possibly a CLI string) into the field's type, or say why it cannot be."""
     origin = typing.get_origin(ftype)
+    if origin in (typing.Union, types.UnionType):  # X | None: "none" (or nothing) is None, else an X
+        if value is None or str(value).strip().lower() in ("", "none", "null"):
+            return None
+        (ftype,) = [a for a in typing.get_args(ftype) if a is not type(None)]
+        return _coerce(value, ftype, name)
     try:
         if origin is tuple:
             (item,) = [a for a in typing.get_args(ftype) if a is not Ellipsis]

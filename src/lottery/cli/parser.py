@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
     r.add_argument("--engine", default="auto", metavar="STACK",
                    help="how replicates are stacked (lottery.engine.stacked): auto (default) picks hand-written "
-                        "kernels for ReLU MLPs, torch.func.vmap for other models, one replicate at a time for "
-                        "models vmap cannot run (dropout, ops vmap lacks); or name one: mlp, vmap, loop")
+                        "kernels for ReLU MLPs, each replicate's own module calls in lanes for convolutional "
+                        "networks, torch.func.vmap for other models, one replicate at a time for models vmap "
+                        "cannot run (dropout, ops vmap lacks); or name one: mlp, modules, vmap, loop")
     r.add_argument("--device", default="auto",
                    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     r.add_argument("--no-cuda-graphs", action="store_true",

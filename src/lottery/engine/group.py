@@ -25,7 +25,8 @@ class Group:
     """Replicates of `template`'s architecture trained together under one schedule: from
     `start_step` (a rewound network continues from step k: the dense run's learning rates and
     batches from there on) to the end of `train.length`, keeping their weights at
-    `snapshot_steps`. `lr_mode` 'final': the schedule's last rate throughout (fine-tuning)."""
+    `snapshot_steps`. `lr_mode` 'final': the schedule's last rate throughout (fine-tuning).
+    `augment`: a lottery.data augmentation ('none', 'crop_flip') applied to every training batch."""
 
     template: nn.Module
     replicates: list[Replicate]
@@ -34,6 +35,7 @@ class Group:
     start_step: int = 0
     snapshot_steps: tuple[int, ...] = ()
     lr_mode: str = "schedule"
+    augment: str = "none"
 
     def example(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Two training examples: what the engine probes a model with."""

@@ -15,6 +15,7 @@ from torch import nn
 
 from lottery.config import TrainConfig
 from lottery.data import Dataset
+from lottery.data import augment as augmentations
 from lottery.engine.group import Replicate, ReplicateResult
 from lottery.engine.schedule import DataOrder, Schedule
 from lottery.engine.stacked import log_softmax_classes
@@ -22,7 +23,7 @@ from lottery.seeds import derive, seeded
 
 
 def train_one(template: nn.Module, rep: Replicate, data: Dataset, cfg: TrainConfig, *, start_step: int = 0,
-              snapshot_steps: tuple[int, ...] = (), lr_mode: str = "schedule") -> ReplicateResult:
+              snapshot_steps: tuple[int, ...] = (), lr_mode: str = "schedule", augment: str = "none") -> ReplicateResult:
     model = copy.deepcopy(template)
     model.load_state_dict(rep.init)  # parameters (pruned ones already 0.0) and buffers
     params = dict(model.named_parameters())
@@ -30,6 +31,7 @@ def train_one(template: nn.Module, rep: Replicate, data: Dataset, cfg: TrainConf
     when = Schedule(cfg, len(data.train_x), start_step, snapshot_steps, lr_mode)
     order = DataOrder(len(data.train_x), cfg.batch_size, [rep.data_seed])  # the batches: a function of the seed
     noise = rep.noise_seed if rep.noise_seed is not None else derive(rep.data_seed, "noise", 0)
+    augmentation = augmentations.make(augment, tuple(data.train_x.shape[1:]))  # per (data seed, step)
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     else:
@@ -55,9 +57,12 @@ def train_one(template: nn.Module, rep: Replicate, data: Dataset, cfg: TrainConf
         if step == when.total:
             break
         batch = order.indices(step)[0]
+        x = data.train_x[batch]
+        if augmentation is not None:
+            augmentation(x[None], [rep.data_seed], step)
         model.train()
         with seeded(derive(noise, "step", step)):  # dropout: the unit's own draws, in any group
-            loss = nn.functional.cross_entropy(model(data.train_x[batch]), data.train_y[batch])
+            loss = nn.functional.cross_entropy(model(x), data.train_y[batch])
         optimizer.zero_grad()
         loss.backward()
         with torch.no_grad():

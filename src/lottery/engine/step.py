@@ -24,8 +24,9 @@ class TrainStep:
 
     def __init__(self, data, params: dict[str, torch.Tensor], stack, optimizer, data_order,
                  stack_masks: dict[str, torch.Tensor], grad_masks: dict[str, torch.Tensor],
-                 loss_sum: torch.Tensor, script: bool = False):
+                 loss_sum: torch.Tensor, script: bool = False, augment=None):
         self.data, self.params, self.stack, self.optimizer = data, params, stack, optimizer
+        self.augment = augment  # (x [S, B, ...], data seeds, step) → None, in place (lottery.data.augment)
         self.data_order, self.loss_sum, self.graphed = data_order, loss_sum, None
         self.script, self.scripted = script, None  # asked for; the ScriptedStep once compiled and checked
         self._candidate, self._checked = None, 0  # the ScriptedStep being checked, and on how many steps
@@ -56,6 +57,8 @@ class TrainStep:
         x, y, x_seeds, y_seeds = self.batch
         gather = [(torch.index_select, (self.data.train_x, 0, flat), {"out": x}),  # cheaper than advanced
                   (torch.index_select, (self.data.train_y, 0, flat), {"out": y})]  # indexing (docs/engine.md)
+        if self.augment is not None:
+            gather.append((self.augment, (x_seeds, self.data_order.data_seeds, self.step), {}))
         if not hasattr(self.stack, "kernels"):
             return gather + [(self._whole_stack, (x_seeds, y_seeds, self.per), {}), (self._mask_grads, (), {}),
                              (self.optimizer.step, (lr,), {}), (torch.Tensor.add_, (self.loss_sum, self.per), {})]

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from lottery.data import augment as augmentations
 from lottery.engine import checkpoint as checkpoints
 from lottery.engine import masking
 from lottery.engine.evaluate import Best, evaluate
@@ -56,6 +57,8 @@ class Trainer:
         self.stack = make_stack(self.template, self.S, self.R, plan.stack, noise_seeds=self.state.noise_seeds,
                                 device=self.device)
         self.graphed = None  # the GraphedStep of the last run(), if it used one
+        # drawn per step in Python: such a step is neither compiled nor replayed as a graph
+        self.augment = augmentations.make(group.augment, tuple(self.data.train_x.shape[1:]))
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[ReplicateResult]:
@@ -160,7 +163,7 @@ class Trainer:
         units = (self.S, self.R)[dim]
         if self.lanes == 1:
             program = self.program()
-            if self.plan.cuda_graphs and self.optimizer.fallback is None:
+            if self.plan.cuda_graphs and self.optimizer.fallback is None and self.augment is None:
                 program.graph(self.data_order.indices(self.schedule.start))  # an example batch: its shape
                 self.graphed = program.graphed
             return [[Piece(0, units)]], {(0, units): program}
@@ -181,8 +184,9 @@ class Trainer:
     def _program(self, index, params, stack, optimizer, data_order) -> TrainStep:
         in_stack, after = masking.gradient_masks(self.masks, self.held, stack)
         in_stack, after = ({n: m[index] for n, m in masks.items()} for masks in (in_stack, after))
-        return TrainStep(self.data, params, stack, optimizer, data_order, in_stack, after,
-                         self.train_loss_sum[index], script=self.plan.script and optimizer.fallback is None)
+        return TrainStep(self.data, params, stack, optimizer, data_order, in_stack, after, self.train_loss_sum[index],
+                         script=self.plan.script and optimizer.fallback is None and self.augment is None,
+                         augment=self.augment)
 
     def program(self) -> TrainStep:
         """The whole group as one program on all threads (what `run` steps when there is one lane),

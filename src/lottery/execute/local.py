@@ -36,7 +36,8 @@ class LocalExecutor:
         checkpoint = work.checkpoint(name)
         work.reporter.group(work.describe(jobs), work.train_config.total_steps(len(work.train_data.train_x)), len(jobs))
         group = engine.Group(work.template, [j.replicate for j in jobs], work.train_data, work.train_config,
-                             start_step=first.start_step, snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode)
+                             start_step=first.start_step, snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode,
+                             augment=work.augment)
         results = engine.train(group, work.plan, checkpoint=checkpoint, progress=work.reporter.step)
         for job, result in zip(jobs, results):
             work.finish(job, result)

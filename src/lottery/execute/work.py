@@ -48,6 +48,7 @@ class Work(Protocol):
     template: nn.Module  # the architecture: a module of it
     train_data: Dataset  # on the plan's device
     train_config: TrainConfig
+    augment: str  # the training batches' augmentation (lottery.data.augment)
     plan: Plan  # how the engine trains: device, stack, compiled steps, lanes
     reporter: Reporter
 

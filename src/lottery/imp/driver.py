@@ -22,6 +22,7 @@ import torch
 from lottery import engine, execute, models
 from lottery.config import ExperimentConfig, to_steps
 from lottery.data import DATASETS, Dataset, load_dataset
+from lottery.data import augment as augmentations
 from lottery.engine import Options as EngineOptions
 from lottery.engine import Replicate, ReplicateResult
 from lottery.errors import ConfigError
@@ -80,7 +81,7 @@ class Experiment:
         check_names(cfg, custom_data=data is not None, custom_model=model_factory is not None)
         engine.resolve_device(options.engine.device)  # before any work: a bad device fails at once
         self.cfg, self.options = cfg, options
-        self.train_config = cfg.train
+        self.train_config, self.augment = cfg.train, cfg.data.augment
         self.reporter = reporter or Reporter()
         self.executor = executor or execute.make(options.executor, vectorise=options.vectorise)
         self.data = data if data is not None else load_dataset(cfg.data, options.data_dir)
@@ -92,6 +93,7 @@ class Experiment:
         if not self.prunable:
             raise ConfigError("the model has nothing to prune (no Linear or Conv weights)")
         self.plan = engine.plan(self.template, (self.data.train_x[:2], self.data.train_y[:2]), options.engine)
+        augmentations.make(cfg.data.augment, self.data.input_shape)  # images only: refused before any work
         self.train_data = self.data.to(self.plan.device)  # moved once; scores and branches use the CPU copy
         n = len(self.data.train_x)
         self.total_steps = cfg.train.total_steps(n)
@@ -116,8 +118,8 @@ class Experiment:
             else:
                 prev = Unit(level - 1, "imp", seed)
                 p = self.cfg.prune
-                mask = magnitude(self.store.weights(prev, "final"), self.store.mask(prev),
-                                 rate=p.rate, output_rate=p.output_rate, scope=p.scope)
+                mask = magnitude(self.store.weights(prev, "final"), self.store.mask(prev), rate=p.rate,
+                                 output_rate=p.output_rate, scope=p.scope, conv_rate=p.conv_rate)
             self._imp_masks[(level, seed)] = mask
         return self._imp_masks[(level, seed)]
 
@@ -143,7 +145,7 @@ class Experiment:
     def train(self, replicates: list[Replicate], description: str, checkpoint: str, observer=None) -> list[ReplicateResult]:
         """Train from step 0 through the run's engine (a branch's own search: early-bird)."""
         self.reporter.group(description, self.total_steps, len(replicates))
-        group = engine.Group(self.template, replicates, self.train_data, self.cfg.train)
+        group = engine.Group(self.template, replicates, self.train_data, self.cfg.train, augment=self.cfg.data.augment)
         store_checkpoint = self.store.checkpoint(checkpoint)
         results = engine.train(group, self.plan, checkpoint=store_checkpoint, progress=self.reporter.step,
                                observer=observer)

@@ -42,10 +42,11 @@ def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
     return differ / kept if kept else 0.0
 
 
-def level_targets(dense: dict[str, torch.Tensor], levels: int, rate: float, output_rate: float) -> list[dict[str, int]]:
+def level_targets(dense: dict[str, torch.Tensor], levels: int, rate: float, output_rate: float,
+                  conv_rate: float | None = None) -> list[dict[str, int]]:
     """Per-layer kept counts of the IMP ticket at levels 1..`levels` under layerwise pruning (they
     follow from the rates alone)."""
-    rates = layer_rates(list(dense), rate, output_rate)
+    rates = layer_rates(dense, rate, output_rate, conv_rate)
     counts = {n: m.numel() for n, m in dense.items()}
     out = []
     for _ in range(levels):
@@ -112,7 +113,7 @@ def search(ctx, seed: int) -> dict:
             return _unpack(tensors, meta)
     init = ctx.dense_weights(seed, "init")
     dense = dense_mask(init, ctx.prunable)
-    targets = level_targets(dense, cfg.levels, cfg.prune.rate, cfg.prune.output_rate)
+    targets = level_targets(dense, cfg.levels, cfg.prune.rate, cfg.prune.output_rate, cfg.prune.conv_rate)
     rule = Search(targets, cfg.prune.scope)
     started = time.perf_counter()
     (result,) = ctx.train([Replicate(init, dense, ctx.data_seed(seed))], f"early-bird search · seed {seed}",

@@ -7,13 +7,23 @@ drawing its randomness from torch's global generator: `build` seeds it, so one s
 from torch import nn
 
 from lottery.errors import ConfigError
+from lottery.models.conv import cnn_mnist, cnn_mnist1d, conv2, conv4, conv6
 from lottery.models.mlp import lenet_300_100, mlp_mnist1d, mlp_small
+from lottery.models.resnet import resnet20
+from lottery.models.vgg import vgg16
 from lottery.seeds import seeded
 
 MODELS = {
     "lenet_300_100": lenet_300_100,
     "mlp_mnist1d": mlp_mnist1d,
     "mlp_small": mlp_small,
+    "conv2": conv2,
+    "conv4": conv4,
+    "conv6": conv6,
+    "resnet20": resnet20,
+    "vgg16": vgg16,
+    "cnn_mnist": cnn_mnist,
+    "cnn_mnist1d": cnn_mnist1d,
 }
 
 

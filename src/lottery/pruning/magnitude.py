@@ -1,8 +1,9 @@
 """Magnitude pruning, the paper's rule: pure functions (weights, current mask, rates) → new mask.
 
 Each level removes a fraction of the *remaining* weights, the smallest |w| first: per layer
-(`layerwise`, hidden layers at `rate`, the output layer at `output_rate`) or with one threshold
-across the hidden layers (`global`, the output layer still on its own).
+(`layerwise`: hidden layers at `rate`, convolutional ones at `conv_rate` when given, the output
+layer at `output_rate`) or with one threshold across the hidden layers (`global`, the output
+layer still on its own; `output_rate=0` leaves it unpruned, as the ResNet and VGG papers do).
 """
 
 import math
@@ -18,9 +19,13 @@ def prune_count(alive: int, rate: float) -> int:
     return min(alive, math.floor(rate * alive + 0.5))
 
 
-def layer_rates(names: list[str], rate: float, output_rate: float) -> dict[str, float]:
-    """The paper's rule: every layer at `rate`, the output (last) layer at `output_rate`."""
-    return {n: (output_rate if i == len(names) - 1 else rate) for i, n in enumerate(names)}
+def layer_rates(mask: Mask, rate: float, output_rate: float, conv_rate: float | None = None) -> dict[str, float]:
+    """The papers' rule: the output (last) layer at `output_rate`, convolutional layers (weights of
+    more than two dimensions) at `conv_rate` (None: `rate`), every other layer at `rate`."""
+    names = list(mask)
+    conv = rate if conv_rate is None else conv_rate
+    return {n: (output_rate if i == len(names) - 1 else conv if mask[n].dim() > 2 else rate)
+            for i, n in enumerate(names)}
 
 
 def prune_layerwise(scores: dict[str, torch.Tensor], mask: Mask, rates: dict[str, float]) -> Mask:
@@ -42,14 +47,15 @@ def prune_global(scores: dict[str, torch.Tensor], mask: Mask, rate: float,
 
 
 def magnitude(weights: dict[str, torch.Tensor], mask: Mask, *, rate: float, output_rate: float,
-              scope: str = "layerwise", invert: bool = False) -> Mask:
-    """The paper's magnitude pruning step: hidden layers at `rate`, the output layer at
-    `output_rate`, per layer (`layerwise`) or with one threshold across hidden layers (`global`).
-    `invert` removes the *largest* weights instead (the inverted-scores ablation)."""
+              scope: str = "layerwise", conv_rate: float | None = None, invert: bool = False) -> Mask:
+    """The papers' magnitude pruning step: hidden layers at `rate` (convolutional ones at
+    `conv_rate` when given), the output layer at `output_rate`, per layer (`layerwise`) or with one
+    threshold across hidden layers (`global`). `invert` removes the *largest* weights instead (the
+    inverted-scores ablation)."""
     scores = {n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}
     names = list(mask)
     if scope == "layerwise":
-        return prune_layerwise(scores, mask, layer_rates(names, rate, output_rate))
+        return prune_layerwise(scores, mask, layer_rates(mask, rate, output_rate, conv_rate))
     if scope == "global":
         return prune_global(scores, mask, rate, {names[-1]: output_rate})
     raise ValueError(f"scope must be 'layerwise' or 'global', not {scope!r}")

@@ -1,7 +1,7 @@
 """A stack of replicates of one architecture, run as one program.
 
 Parameters are stacked [S, R, ...]: S data streams (experiment seeds) × R replicates sharing
-each stream (that seed's branches). Three implementations of one interface, a module each:
+each stream (that seed's branches). Four implementations of one interface:
 
 - `MLPStack` (mlp.py): fully connected ReLU networks (LeNet-300-100, the MNIST-1D MLP) with a
   hand-written forward and backward. The first layer, most of the FLOPs, meets the shared
@@ -11,6 +11,8 @@ each stream (that seed's branches). Three implementations of one interface, a mo
 - `VmapStack` (autograd.py): any `nn.Module` without randomness, through
   `vmap(functional_call)` and autograd; buffers (BatchNorm statistics) are stacked like the
   parameters.
+- `ModuleStack` (modules.py): convolutional networks, each replicate through the module itself
+  in one program that may run in lanes (faster than vmap for convolutions).
 - `LoopStack` (autograd.py): the fallback for what cannot be vectorised (dropout and other
   random ops, ops vmap lacks): one replicate after another through the module itself, each
   with its own stacked buffers and its own seeded randomness.
@@ -36,12 +38,13 @@ from torch import nn
 from lottery.engine.stacked.autograd import LoopStack, VmapStack
 from lottery.engine.stacked.losses import log_softmax_classes, per_replicate_loss
 from lottery.engine.stacked.mlp import MLPStack, mlp_layers
+from lottery.engine.stacked.modules import ModuleStack
 from lottery.errors import ConfigError, EngineWarning
 
-__all__ = ["STACKS", "LoopStack", "MLPStack", "VmapStack", "choose", "log_softmax_classes", "make_stack",
+__all__ = ["STACKS", "LoopStack", "MLPStack", "ModuleStack", "VmapStack", "choose", "log_softmax_classes", "make_stack",
            "mlp_layers", "per_replicate_loss", "vectorise_problem"]
 
-STACKS = {"mlp": MLPStack, "vmap": VmapStack, "loop": LoopStack}
+STACKS = {"mlp": MLPStack, "vmap": VmapStack, "modules": ModuleStack, "loop": LoopStack}
 CHOICES = ("auto", *STACKS)
 
 
@@ -67,12 +70,15 @@ def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
 
 def _fastest(template: nn.Module, example=None) -> tuple[str, str | None]:
-    """'mlp' for ReLU MLPs, else 'vmap' if the probe on `example` passes, else 'loop' — with the
-    probe's reason."""
+    """'mlp' for ReLU MLPs; for other models vmap can run (no randomness: the probe on `example`
+    passes), 'modules' where they convolve, else 'vmap'; 'loop' for the rest, with the probe's reason."""
     if mlp_layers(template) is not None:
         return "mlp", None
     problem = vectorise_problem(template, *example) if example is not None else None
-    return ("loop" if problem else "vmap"), problem
+    if problem:
+        return "loop", problem
+    convolves = any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in template.modules())
+    return ("modules" if convolves else "vmap"), None
 
 
 def choose(template: nn.Module, example, requested: str = "auto") -> str:
@@ -83,13 +89,16 @@ def choose(template: nn.Module, example, requested: str = "auto") -> str:
     if requested == "mlp" and mlp_layers(template) is None:
         raise ConfigError("engine 'mlp' runs Sequential stacks of Linear and ReLU layers only; this model "
                           "is not one: use auto, vmap or loop")
-    if requested in ("auto", "vmap"):
+    if requested in ("auto", "vmap", "modules"):
         fastest, problem = _fastest(template, example)
         if problem:
+            if requested == "modules":
+                raise ConfigError(f"engine 'modules' runs models without randomness; {type(template).__name__} "
+                                  f"has some ({problem}): use auto or loop")
             warnings.warn(f"{type(template).__name__} cannot be vectorised ({problem}); training its units one "
                           "at a time", EngineWarning, stacklevel=2)
             return "loop"
-        return fastest if requested == "auto" else "vmap"
+        return fastest if requested == "auto" else requested
     return requested
 
 
@@ -100,6 +109,8 @@ def make_stack(template: nn.Module, S: int, R: int, engine: str = "auto", *, exa
         engine, _ = _fastest(template, example)
     if engine == "loop":
         return LoopStack(template, S, R, noise_seeds, device)
+    if engine == "modules":
+        return ModuleStack(template, S, R, device)
     if engine not in STACKS:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(CHOICES)}")
     return STACKS[engine](template, S, R)
