@@ -86,7 +86,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 def test_a_figure_claims_an_interval_only_where_there_is_one(monkeypatch, tmp_path):
     titles = []
-    monkeypatch.setattr(plots, "_save", lambda fig, out_dir, name, formats=(): titles.append(fig._suptitle.get_text()))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, out_dir, name, formats=(): titles.append(fig._suptitle.get_text()))
     three = synthetic_table([0.004, 0.002])
     one = three[three.seed == 0]
     for df in (three, one):

@@ -25,11 +25,19 @@ class UsageError(LotteryError):
     """A command-line flag or argument that is not allowed."""
 
 
-class EngineWarning(UserWarning):
+class LotteryWarning(UserWarning):
+    """Something the tool works around or the user may want to know; the numbers stay right."""
+
+
+class EngineWarning(LotteryWarning):
     """The engine took a slower road than asked (a step left uncompiled, a model trained one
     replicate at a time), and says why; the numbers are unaffected."""
 
 
 
-class InitWarning(UserWarning):
+class DataWarning(LotteryWarning):
+    """Data that loads but is not quite what its source publishes (and the warning says how)."""
+
+
+class InitWarning(LotteryWarning):
     """find_ticket re-draws a module's weights in a way the user may not expect, and says how."""

@@ -35,7 +35,7 @@ def _what_is_drawn(df: pd.DataFrame) -> str:
     return "one seed, no interval" if n == 1 else f"mean and 95% CI over {n} seeds"
 
 
-def _sparsity_axis(ax, fractions):
+def sparsity_axis(ax, fractions):
     ax.set_xscale("log")
     lo = max(0.05, 100 * float(np.min(fractions)) * 0.85)
     ax.set_xlim(105, lo)  # 100% on the left, as in the paper
@@ -57,7 +57,7 @@ def _legend_below(fig, ax, ncol=4) -> float:
 FORMATS = ("png", "svg")  # `lottery plot` draws both; a report, which inlines the PNGs, only those
 
 
-def _save(fig, out_dir: Path, name: str, formats=FORMATS) -> Path:
+def save_figure(fig, out_dir: Path, name: str, formats=FORMATS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
         fig.savefig(out_dir / f"{name}.{fmt}", **({"dpi": 110} if fmt == "png" else {}))
@@ -67,6 +67,8 @@ def _save(fig, out_dir: Path, name: str, formats=FORMATS) -> Path:
 
 def _branch_lines(ax, summary, metric, scale):
     for branch, sub in summary.groupby("branch", sort=False):
+        if branch in BRANCHES and BRANCHES[branch].kind == "analysis":
+            continue  # a second copy of the ticket (the instability analysis): its own figure
         label, color = _style(branch)
         sub = sub.sort_values("fraction_remaining", ascending=False)
         x = 100 * sub.fraction_remaining
@@ -89,13 +91,13 @@ def accuracy_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
         _branch_lines(ax, summary, metric, 100)
         if len(dense):
             ax.axhline(100 * dense[f"{metric}_mean"].iloc[0], color="gray", ls="--", lw=1, label="dense network")
-        _sparsity_axis(ax, summary.fraction_remaining)
+        sparsity_axis(ax, summary.fraction_remaining)
         ax.set_title(f"Test accuracy {title}", fontsize=11)
     axes[0].set_ylabel("test accuracy (%)")
     bottom = _legend_below(fig, axes[0])
     fig.suptitle(f"Lottery ticket vs controls: {_what_is_drawn(df)}", fontsize=12)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    return _save(fig, out_dir, "accuracy", formats)
+    return save_figure(fig, out_dir, "accuracy", formats)
 
 
 def early_stop_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
@@ -104,11 +106,11 @@ def early_stop_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
     rows = -(-summary.branch.nunique() // 4)
     fig, ax = plt.subplots(figsize=(9, 4.2 + 0.24 * rows))
     _branch_lines(ax, summary, "early_stop_step", 1)
-    _sparsity_axis(ax, summary.fraction_remaining)
+    sparsity_axis(ax, summary.fraction_remaining)
     ax.set_ylabel("early-stopping iteration\n(step of min. validation loss)")
     ax.set_title("How fast each network learns", fontsize=11)
     fig.tight_layout(rect=(0, _legend_below(fig, ax, 4), 1, 1))
-    return _save(fig, out_dir, "early_stop", formats)
+    return save_figure(fig, out_dir, "early_stop", formats)
 
 
 def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4, formats=FORMATS) -> Path:
@@ -135,7 +137,7 @@ def curves_figure(histories: pd.DataFrame, out_dir: Path, max_levels: int = 4, f
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, "curves", formats)
+    return save_figure(fig, out_dir, "curves", formats)
 
 
 def density_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
@@ -156,7 +158,7 @@ def density_figure(df: pd.DataFrame, out_dir: Path, formats=FORMATS) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, "density", formats)
+    return save_figure(fig, out_dir, "density", formats)
 
 
 def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07, formats=FORMATS) -> Path:
@@ -187,7 +189,7 @@ def cost_figure(df: pd.DataFrame, out_dir: Path, target: float = 0.07, formats=F
     fig.suptitle(f"What it cost: accuracy at {100 * fracs[level]:.1f}% of weights (level {level}) "
                  f"vs compute; {_what_is_drawn(at)}", fontsize=12)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    return _save(fig, out_dir, "cost", formats)
+    return save_figure(fig, out_dir, "cost", formats)
 
 
 def all_figures(df: pd.DataFrame, histories: pd.DataFrame, out_dir: Path, formats=FORMATS) -> dict[str, Path]:

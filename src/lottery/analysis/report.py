@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from lottery.analysis import stability
 from lottery.analysis.plots import all_figures
 from lottery.analysis.stats import CI_METHOD
 from lottery.analysis.summary import results_table
@@ -49,6 +50,9 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float, seeds=None) -> tu
     hist = histories(store)
     figures = all_figures(df, hist[hist.seed.isin(df.seed.unique())] if len(hist) else hist, fig_dir / name,
                           formats=("png",))
+    barrier = stability.figure(df, fig_dir / name, formats=("png",))
+    if barrier is not None:
+        figures["instability"] = barrier
     tbl = results_table(df)
     env = environment(store)
     config_json = json.dumps(cfg.hashed_dict(), indent=2, sort_keys=True)
@@ -68,12 +72,31 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float, seeds=None) -> tu
     return page, md, verdict_lines
 
 
+def _rewinding_section(stores: list[RunStore], fig_dir: Path, seeds) -> tuple[str, str, list[str]]:
+    """Stability across runs that differ in their rewind step: the barrier against k, and from which k
+    each level is stable."""
+    tables = [table(s) for s in stores]
+    by_k = stability.across_rewinds([t[t.seed.isin(list(seeds))] if seeds is not None else t for t in tables])
+    if by_k.empty or by_k.rewind_step.nunique() < 2:
+        return "", "", []
+    lines = stability.stable_from(by_k)
+    path = stability.rewind_figure(by_k, fig_dir / "rewinding", formats=("png",))
+    img = f'<figure><img alt="instability by k" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"></figure>'
+    page = (f"<h2>Stability across rewind steps</h2><div class=\"verdict\" id=\"stability\">"
+            f"{html.escape(chr(10).join(lines))}</div>{img}")
+    md = "\n".join(["## Stability across rewind steps", "", "```", *lines, "```", "",
+                     f"![instability by k](figures/rewinding/{path.name})", ""])
+    return page, md, lines
+
+
 def write_report(stores: list[RunStore], out_dir: Path, delta: float = 0.005, seeds=None) -> tuple[Path, Path]:
     """DIR/report.html (self-contained) and DIR/report.md (figures beside it), on `seeds` (None:
     every seed each run holds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = [_run_section(s, out_dir / "figures", delta, seeds) for s in stores]
+    if len(stores) > 1:
+        sections.append(_rewinding_section(stores, out_dir / "figures", seeds))
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lottery report</title><style>{CSS}</style>"
             f"</head><body><h1>Lottery-ticket report</h1><p>Generated {stamp} for {len(stores)} run(s).</p>"

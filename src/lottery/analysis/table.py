@@ -11,7 +11,7 @@ COLUMNS = [
     "steps", "samples", "train_seconds", "group_size", "lanes", "scripted", "resumed_from_step", "rewind_step",
     "params_total", "params_alive", "train_flops_dense", "train_flops_effective",
     "score_flops", "score_seconds", "find_flops", "find_seconds", "early_bird_step",
-    "model_seed", "data_seed", "control_seed",
+    "model_seed", "data_seed", "control_seed", "instability_barrier",
 ]
 
 

@@ -23,11 +23,19 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from lottery.analysis.stats import Comparison, compare, difference_bounds, seeds_needed
+from lottery.analysis.stats import (
+    Comparison,
+    Estimate,
+    compare,
+    difference_bounds,
+    estimate,
+    seeds_needed,
+)
 from lottery.imp.branches import BRANCHES
 
 METRIC_NAMES = {"test_acc_early_stop": "test accuracy at early stop", "test_acc_end": "test accuracy at the end"}
 ALPHA = 0.025  # one-sided: the lower end of a 95% interval
+STABLE = 0.02  # an error barrier below 2 points counts as "about zero": the copies are linearly connected
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class Verdict:
     tested: list[LevelTest] = field(default_factory=list)  # in order, up to the first that did not match
     levels_run: int = 0
     compared_at: LevelTest | None = None  # where the controls are compared: the matching level, else the sparsest run
+    instability: Estimate | None = None  # the error barrier at `compared_at` (the instability branch)
+    rewind_step: int | None = None
 
     @property
     def stop(self) -> LevelTest | None:
@@ -104,6 +114,8 @@ class Verdict:
             sign = "" if not cmp_.defined else " (better)" if cmp_.low > 0 else \
                 " (worse)" if cmp_.high < 0 else " (no clear difference)"
             out.append(f"  ticket vs {name}: {_pts(cmp_)}{sign}.")
+        if self.instability is not None and self.instability.n:
+            out.append(f"  {_stability(self.instability, self.rewind_step)}")
         if self.speed is not None and not math.isnan(self.speed.diff):
             s = self.speed
             if s.defined:
@@ -113,6 +125,19 @@ class Verdict:
             else:
                 out.append(f"  early-stopping iteration vs dense: {s.diff:+.0f} steps ({_undefined(s)}).")
         return out
+
+
+def _stability(e: Estimate, k: int | None) -> str:
+    """The instability branch's error barrier, and whether the copies are linearly connected."""
+    start = f"from step k = {k}" if k is not None else "from the rewind point"
+    if math.isnan(e.low):
+        word = "no interval" + (": the seeds agree exactly" if e.no_spread else ": one seed")
+        return f"stability {start}: error barrier {100 * e.mean:.2f} points ({word})."
+    word = ("stable: the copies are linearly connected" if e.high < STABLE else
+            "unstable: an error barrier lies between the copies" if e.low > STABLE else "inconclusive")
+    cut = " (cut at what is possible)" if e.clipped else ""
+    return (f"stability {start}: error barrier {100 * e.mean:.2f} points [95% CI {100 * e.low:.2f}, "
+            f"{100 * e.high:.2f}]{cut} ({word}; stable means below {100 * STABLE:g} points).")
 
 
 def _seed_list(seeds) -> str:
@@ -196,10 +221,14 @@ def verdict(df: pd.DataFrame, metric: str = "test_acc_early_stop", delta: float 
     at = v.compared_at.level
     ticket = tickets[at]
     for branch, g in by.items():
-        if branch != "imp":
+        if branch != "imp" and (branch not in BRANCHES or BRANCHES[branch].kind != "analysis"):
             control = g[g.level == at].set_index("seed")
             if len(control):
                 v.vs_controls[branch] = compare(ticket[metric], control[metric], bounds=bounds)
+    copies = by.get("instability")
+    if copies is not None and "instability_barrier" in copies:
+        v.instability = estimate(copies[copies.level == at].instability_barrier, bounds=(0.0, 1.0))
+        v.rewind_step = int(ticket.rewind_step.iloc[0]) if "rewind_step" in ticket else None
     v.speed = compare(ticket["early_stop_step"].astype(float), dense["early_stop_step"].astype(float),
                       bounds=difference_bounds("early_stop_step", df))
     return v

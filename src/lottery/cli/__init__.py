@@ -13,7 +13,7 @@ import warnings
 
 from lottery.cli.parser import build_parser
 from lottery.cli.run import usable_cores
-from lottery.errors import EngineWarning, LotteryError
+from lottery.errors import LotteryError, LotteryWarning
 
 __all__ = ["build_parser", "entry", "main", "usable_cores"]
 EXIT_USAGE = 2
@@ -21,8 +21,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # as a command killed by SIGPIPE: `lottery show --c
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """The engine's warnings as one line of ours; anyone else's as Python shows them."""
-    if issubclass(category, EngineWarning):
+    """Our warnings as one line of ours; anyone else's as Python shows them."""
+    if issubclass(category, LotteryWarning):
         print(f"lottery: {message}", file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)

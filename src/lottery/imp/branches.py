@@ -32,7 +32,7 @@ from lottery.store import Unit
 @dataclass(frozen=True)
 class Branch:
     name: str
-    kind: str  # ticket | control | ablation | method
+    kind: str  # ticket | control | ablation | method | analysis (not compared with the ticket)
     summary: str
     source: str
     find: str  # imp | dense | free: what producing its mask cost (module docstring)
@@ -43,6 +43,8 @@ class Branch:
     short: str = ""  # in the verdict's sentences ("ticket vs random reinit"); default: the name
     counts_from_ticket: bool = False  # its mask keeps the ticket's per-layer counts (under global
     # pruning those come from the ticket's training, which its cost then includes)
+    after_ticket: bool = False  # it needs its level's ticket trained (not only the level before)
+    measure: str | None = None  # the function of lottery.imp.starts that adds columns once it is trained
 
     def __post_init__(self):
         if not self.short:
@@ -55,6 +57,14 @@ class Branch:
         )
 
         return getattr(starts, self.start)(ctx, level, seed)
+
+    def measured(self, ctx, unit, result) -> dict:
+        """The columns its `measure` adds for a trained unit (none when it has no measure)."""
+        if self.measure is None:
+            return {}
+        from lottery.imp import starts
+
+        return getattr(starts, self.measure)(ctx, unit, result)
 
 
 # In this order everywhere: the ticket, its controls, the ablations, then the other methods.
@@ -98,6 +108,11 @@ BRANCHES: dict[str, Branch] = {b.name: b for b in (
            "Wang et al. 2020, GraSP", "free", "a few batches", "grasp", "GraSP", "gold"),
     Branch("synflow", "method", "data-free iterative pruning at initialisation, 100 rounds, exponential schedule, global",
            "Tanaka et al. 2020, SynFlow", "free", "100 passes", "synflow", "SynFlow", "black"),
+    Branch("instability", "analysis", "stability to SGD noise: a second copy of the ticket from the rewind point with "
+           "another data order; the error barrier on the straight line between the two trained copies",
+           "Frankle et al. 2020, 'Linear mode connectivity and the lottery ticket hypothesis'", "imp", "as IMP",
+           "instability", "second copy (other data order)", "tab:gray", after_ticket=True,
+           measure="instability_barrier"),
 )}
 
 

@@ -161,6 +161,8 @@ class Experiment:
         else:
             start = BRANCHES[unit.branch].prepare(self, unit.level, unit.seed)
         seeds["control_seed"] = start.control_seed
+        if start.data_seed is not None:  # a data order of its own (the instability analysis's second copy)
+            seeds["data_seed"] = start.data_seed
         seconds = start.find_seconds if start.find_seconds is not None else time.perf_counter() - started
         record = {**seeds, "score_flops": start.find_flops, "score_seconds": seconds, "lr_mode": start.lr_mode,
                   **(start.extra or {})}
@@ -180,6 +182,8 @@ class Experiment:
                     continue
                 if level > 0 and not self.store.is_done(Unit(level - 1, "imp", unit.seed)):
                     continue
+                if BRANCHES[unit.branch].after_ticket and not self.store.is_done(Unit(level, "imp", unit.seed)):
+                    continue
                 self._handed.add(unit)
                 jobs.append(self.prepare(unit))
         return jobs
@@ -189,7 +193,7 @@ class Experiment:
         weights = {"mask": rep.mask, "init": rep.init, "final": result.final}
         if job.unit.level == 0:
             weights["rewind"] = result.snapshots[self.rewind_step]
-        summary = self._summary(job, result)
+        summary = {**self._summary(job, result), **BRANCHES[job.unit.branch].measured(self, job.unit, result)}
         self.store.write_unit(job.unit, weights, result.history, summary)
         self.reporter.unit_finished(job.unit, summary, result.history)
 

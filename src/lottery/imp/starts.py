@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from lottery.imp.early_bird import search
+from lottery.imp.instability import barrier, error_path
 from lottery.pruning import counts as layer_counts
 from lottery.pruning import (
     keep_top_global,
@@ -25,6 +26,7 @@ from lottery.seeds import derive
 
 if TYPE_CHECKING:  # names for the Context's annotations only
     from lottery.config import ExperimentConfig
+    from lottery.data import Dataset
     from lottery.engine import Plan
     from lottery.store import RunStore
 
@@ -34,6 +36,7 @@ class Context(Protocol):
 
     cfg: "ExperimentConfig"
     template: torch.nn.Module
+    data: "Dataset"  # on the CPU
     prunable: list[str]  # the names of the pruned parameters
     store: "RunStore"
     plan: "Plan"  # how the run's engine trains (lottery.engine.Plan)
@@ -56,6 +59,7 @@ class Start:
     lr_mode: str = "schedule"  # schedule: the configured schedule from step 0; final: its last value throughout
     find_seconds: float | None = None  # when the scoring's wall time is not this call's (a cached search)
     extra: dict | None = None  # more columns for the results table
+    data_seed: int | None = None  # a data order of its own (None: its seed's, shared with the ticket)
 
 
 def _dense_mask(ctx: Context, seed: int) -> Mask:
@@ -143,3 +147,17 @@ lr_rewind = keep_trained("schedule")
 finetune = keep_trained("final")
 snip = scored_on_a_batch(scores.snip, 3)
 grasp = scored_on_a_batch(scores.grasp, 9)
+
+
+def instability(ctx, level, seed):
+    """The ticket's mask and rewind weights again, trained on another data order (and other
+    augmentation draws): the second copy of the instability analysis (lottery.imp.instability)."""
+    other = derive(seed, "instability", level)
+    return Start(ctx.imp_mask(level, seed), ctx.dense_weights(seed, "rewind"), other, data_seed=other)
+
+
+def instability_barrier(ctx, unit, result) -> dict:
+    """The error barrier between the level's ticket and this copy, and the errors along the path."""
+    ticket = ctx.imp_weights(unit.level, unit.seed, "final")
+    errors = error_path(ctx.template, ticket, result.final, ctx.data)
+    return {"instability_barrier": barrier(errors), "instability_errors": errors}
