@@ -64,7 +64,7 @@ def test_the_search_trains_with_the_runs_options(tmp_path):
     assert search_record(compiled)[0]["scripted"] is True and search_record(compiled)[0]["engine"]["script"] is True
     assert search_record(python)[0]["scripted"] is False, "--no-script reaches the search"
     assert search_record(python)[0]["engine"] == {"engine": "mlp", "script": False, "cuda_graphs": False,
-                                                  "lanes": "auto", "device": "cpu"}
+                                                  "lanes": "auto", "device": "cpu", "layout_independent": True}
     assert search_record(compiled)[0]["drawn"] == search_record(python)[0]["drawn"], "the same masks either way"
 
 

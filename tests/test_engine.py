@@ -5,6 +5,7 @@ import torch
 from conftest import (
     Crash,
     MemoryCheckpoint,
+    assert_same_training,
     batchnorm_replicate,
     crash_and_resume,
     replicate,
@@ -63,18 +64,15 @@ def each_alone(model, pairs, together, data, cfg):
 
 
 def test_vectorised_group_equals_separate_runs(data):
+    """Each unit of a group ends as it would alone, bit for bit (lottery.engine.options: independence)."""
     cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=40, length="2ep", eval_every="0.5ep")
     pairs = [replicate(data, s, data_seed) for s, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
     for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
-        for n in rep.init:
-            torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
-            assert torch.all(joint.final[n][~rep.mask[n]] == 0.0) if n in rep.mask else True
-        assert joint.early_stop_step == alone.early_stop_step
-        assert joint.test_acc_end == pytest.approx(alone.test_acc_end, abs=1 / 400 + 1e-9)
-        for a, b in zip(joint.history, alone.history):
-            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
+        assert_same_training([joint], [alone])
+        for n, m in rep.mask.items():
+            assert torch.all(joint.final[n][~m] == 0.0)
 
 
 def test_replicates_sharing_a_data_seed_see_the_same_batches(data):
@@ -86,7 +84,7 @@ def test_replicates_sharing_a_data_seed_see_the_same_batches(data):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="1ep", eval_every="1ep")
     a, b, c, _ = train(model, [rep, rep, other_stream, other], data, cfg)
     first = next(iter(rep.mask))
-    torch.testing.assert_close(a.final[first], b.final[first], rtol=1e-6, atol=1e-7)
+    assert_same_training([a], [b])
     assert (a.final[first] - c.final[first]).abs().max() > 1e-3, "another data seed, other batches"
 
 
@@ -131,8 +129,7 @@ def test_fallback_replicates_train_the_same_alone_as_together(data):
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
     for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
-        for n in rep.init:
-            torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-5, atol=1e-6)
+        assert_same_training([joint], [alone])
         for n, m in rep.mask.items():
             assert torch.all(joint.final[n][~m] == 0.0)
         assert joint.final["2.num_batches_tracked"].item() == joint.steps
@@ -188,15 +185,22 @@ def test_a_checkpoint_whose_adam_state_does_not_hold_pruned_weights_resumes_hold
         assert torch.equal(resumed.final[n], whole.final[n]), n
 
 
-def test_batchnorm_models_train_vectorised_as_they_would_alone(data):
+@pytest.mark.parametrize("independent", [True, False])
+def test_batchnorm_models_train_vectorised_as_they_would_alone(data, independent):
+    """Bit for bit through the modules stack; through vmap (chosen only when independence is
+    waived), to float rounding."""
     cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=40, length="2ep", eval_every="1ep")
     pairs = [batchnorm_replicate(data, seed, data_seed, dropout=False)
              for seed, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
-    assert engine.plan(model, (data.train_x[:2], data.train_y[:2])).stack == "vmap"
-    together = train(model, [r for _, r in pairs], data, cfg)
+    options = engine.Options(device="cpu", independent=independent)
+    plan = engine.plan(model, (data.train_x[:2], data.train_y[:2]), options)
+    assert (plan.stack, plan.independent) == (("modules", True) if independent else ("vmap", False))
+    together = train(model, [r for _, r in pairs], data, cfg, independent=independent)
     assert together[0].extra["group_size"] == 4
     for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
+        if independent:
+            assert_same_training([joint], [alone])
         for n in rep.init:
             torch.testing.assert_close(joint.final[n], alone.final[n], rtol=1e-4, atol=1e-5)
         assert joint.final["2.num_batches_tracked"].item() == joint.steps
@@ -237,7 +241,8 @@ def test_the_plan_says_what_the_engine_will_do(data):
     mlp, _ = replicate(data, 0, 1)
     bn, _ = batchnorm_replicate(data, 0, 1, dropout=False)
     assert engine.plan(mlp, example).record() == {"engine": "mlp", "script": True, "cuda_graphs": False,
-                                                   "lanes": "auto", "device": "cpu"}
+                                                   "lanes": "auto", "device": "cpu", "layout_independent": True}
+    assert not engine.plan(mlp, example, engine.Options(stack="vmap")).independent, "vmap folds replicates together"
     assert not engine.plan(mlp, example, engine.Options(script=False)).script
     assert engine.plan(mlp, example, engine.Options(stack="vmap")).stack == "vmap"
     assert not engine.plan(bn, example).script, "only fixed-kernel steps compile"

@@ -13,27 +13,47 @@ their time queueing for it. So only stacks whose step is a fixed list of kernels
 
 A program owns a contiguous slice of every stacked tensor (parameters, gradients, masks,
 optimiser state, the loss sum), so no two lanes write the same memory and no lock is needed.
-Its ops run on one thread: its numbers are reproducible, equal a one-program run to float
-rounding, and bit for bit where its products are the one program's (tests).
+Its ops run on one thread. Where the engine keeps units independent of their layout
+(lottery.engine.options), every unit computes on one thread wherever it runs, so a lane's numbers
+equal the unit's alone, bit for bit (tests); otherwise they equal a one-program run to float
+rounding.
 """
 
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
 
-def lane_count(units: int, threads: int, requested: int | None = None) -> int:
+def lane_count(units: int, threads: int, requested: int | None = None, one_thread: bool = False) -> int:
     """How many lanes for `units` seeds (or replicates of one seed) on `threads` threads.
 
-    `requested` (None: automatic) is capped by the units. Automatically: one lane per thread
-    when there are at least as many units as threads (fewer would leave cores idle: then one
-    program on all threads); `schedule` balances units that do not divide evenly."""
+    `requested` (None: automatic) is capped by the units. Automatically: one lane per thread, up
+    to the units, when every unit computes on one thread (`one_thread`: lottery.engine.options,
+    independence); otherwise lanes only when there are at least as many units as threads (fewer
+    would leave cores idle: then one program on all threads). `schedule` balances units that do
+    not divide evenly."""
     if requested is not None:
         return max(1, min(requested, units))
+    if one_thread:
+        return max(1, min(threads, units))
     return threads if 2 <= threads <= units else 1
+
+
+@contextmanager
+def one_thread(enabled: bool = True):
+    """torch on one thread in this block (each lane sets its own: `run_lanes`)."""
+    saved = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if enabled:
+            torch.set_num_threads(saved)
 
 
 @dataclass(frozen=True)

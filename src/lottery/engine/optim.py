@@ -7,6 +7,11 @@ Where this torch has no fused kernel for the device, torch.optim's foreach path 
 
 The state is plain tensors named `{i}.{key}` (i: the parameter's position), torch.optim's own
 key names, so checkpoints hold the same entries either way.
+
+The fused kernels are handed every replicate's slice of a stacked tensor as a tensor of its own:
+over a whole stacked tensor, the kernel's vector loop would reach some replicates' last entries
+in its scalar tail, whose arithmetic differs in the last bit (found here), so a unit's update
+would depend on the replicates stacked beside it (lottery.engine.options: independence).
 """
 
 import math
@@ -79,6 +84,22 @@ class Optimizer:
         else:
             self.state = {"momentum_buffer": zeros} if cfg.momentum else {}
         self.first_step = True
+        self._lists: tuple | None = None  # (the grads they were made for, per-replicate lists)
+
+    def _per_replicate(self, params, grads, state) -> tuple[list, list, dict]:
+        """The kernel's argument lists with each replicate's slice [s, r] a tensor of its own (see
+        the module docstring), made again only when the gradient tensors change."""
+        key = [*grads, *params]  # the tensors themselves: kept alive, they cannot be mistaken for new ones
+        if self._lists is not None and len(key) == len(self._lists[0]) and all(a is b for a, b in zip(key, self._lists[0])):
+            return self._lists[1]
+
+        def split(ts):
+            return [t.detach()[s, r] for t in ts for s in range(t.shape[0]) for r in range(t.shape[1])]
+        lists = (split(params), split(grads),
+                 {k: ([ts[0]] * sum(t.shape[0] * t.shape[1] for t in params) if k == "step" else split(ts))
+                  for k, ts in state.items()})
+        self._lists = (key, lists)
+        return lists
 
     @torch.no_grad()
     def hold(self, masks: list[torch.Tensor | None]) -> bool:
@@ -127,6 +148,7 @@ class Optimizer:
             params, grads = [params[i] for i in used], [grads[i] for i in used]
             state = {k: [ts[i] for i in used] for k, ts in state.items()}
         first, self.first_step = self.first_step, False
+        params, grads, state = self._per_replicate(params, grads, state)
         if c.optimizer == "adam":
             return [(torch.Tensor.add_, (self.steps, self.one), {}),
                     (torch._fused_adam_, (params, grads, state["exp_avg"], state["exp_avg_sq"], [], state["step"]),
@@ -145,6 +167,7 @@ class Optimizer:
             raise ValueError("only the fused optimisers can be split into parts")
         part = object.__new__(Optimizer)
         part.cfg, part.fallback, part.first_step, part.device = self.cfg, None, self.first_step, self.device
+        part._lists = None
         part.params = [p.detach()[index] for p in self.params]
         part.state = {k: [t[index] for t in ts] for k, ts in self.state.items() if k != "step"}
         if self.cfg.optimizer == "adam":

@@ -20,7 +20,7 @@ from lottery.engine import checkpoint as checkpoints
 from lottery.engine import masking
 from lottery.engine.evaluate import Best, evaluate
 from lottery.engine.group import Group, ReplicateResult
-from lottery.engine.lanes import Piece, lane_count, run_span, schedule
+from lottery.engine.lanes import Piece, lane_count, one_thread, run_span, schedule
 from lottery.engine.optim import Optimizer
 from lottery.engine.options import Plan
 from lottery.engine.schedule import DataOrder, Schedule
@@ -57,11 +57,19 @@ class Trainer:
         self.stack = make_stack(self.template, self.S, self.R, plan.stack, noise_seeds=self.state.noise_seeds,
                                 device=self.device)
         self.graphed = None  # the GraphedStep of the last run(), if it used one
+        self.threads = torch.get_num_threads()  # what lanes share (run() looks again)
         # drawn per step in Python: such a step is neither compiled nor replayed as a graph
         self.augment = augmentations.make(group.augment, tuple(self.data.train_x.shape[1:]))
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[ReplicateResult]:
+        """Train to the end (or to where the observer stops it) and return each replicate's result.
+        Units that compute on one thread (`Plan.one_thread`) do so here too: evaluations included."""
+        self.threads = torch.get_num_threads()
+        with one_thread(self.plan.one_thread):
+            return self._run()
+
+    def _run(self) -> list[ReplicateResult]:
         start = self.schedule.start
         self.step, self.last_eval, self.history, self.snapshots = start, start, [], {}
         self.best = Best(self.state.copy(), self.S, self.R)
@@ -153,7 +161,7 @@ class Trainer:
         dim = 0 if self.S > 1 else 1
         if self.device.type != "cpu" or not STACKS[self.plan.stack].lanes or self.optimizer.fallback is not None:
             return 1, dim
-        return lane_count((self.S, self.R)[dim], torch.get_num_threads(), self.plan.lanes), dim
+        return lane_count((self.S, self.R)[dim], self.threads, self.plan.lanes, self.plan.one_thread), dim
 
     def _programs(self) -> tuple[list[list[Piece]], dict[tuple[int, int], TrainStep]]:
         """The lanes' plan (engine/lanes.py: each lane's pieces) and a program for each piece's

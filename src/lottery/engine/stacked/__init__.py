@@ -8,11 +8,12 @@ each stream (that seed's branches). Four implementations of one interface:
   batch of a seed with all R replicates' weights side by side in one wide matrix product;
   later layers are batched products over all S × R replicates. No autograd graph, no dX
   for the input layer, and ReLU's backward as one fused kernel.
-- `VmapStack` (autograd.py): any `nn.Module` without randomness, through
-  `vmap(functional_call)` and autograd; buffers (BatchNorm statistics) are stacked like the
-  parameters.
-- `ModuleStack` (modules.py): convolutional networks, each replicate through the module itself
-  in one program that may run in lanes (faster than vmap for convolutions).
+- `ModuleStack` (modules.py): any `nn.Module` without randomness (convolutional networks
+  first), each replicate through the module itself in one program that may run in lanes.
+- `VmapStack` (autograd.py): the same models through `vmap(functional_call)` and autograd,
+  buffers (BatchNorm statistics) stacked like the parameters. Its batching rules fold the
+  replicates together, so a unit's floats depend on its group: only on request, or for models
+  that do not convolve when independence is waived (lottery.engine.options).
 - `LoopStack` (autograd.py): the fallback for what cannot be vectorised (dropout and other
   random ops, ops vmap lacks): one replicate after another through the module itself, each
   with its own stacked buffers and its own seeded randomness.
@@ -69,28 +70,31 @@ def vectorise_problem(template: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return None
 
 
-def _fastest(template: nn.Module, example=None) -> tuple[str, str | None]:
+def _fastest(template: nn.Module, example=None, independent: bool = True) -> tuple[str, str | None]:
     """'mlp' for ReLU MLPs; for other models vmap can run (no randomness: the probe on `example`
-    passes), 'modules' where they convolve, else 'vmap'; 'loop' for the rest, with the probe's reason."""
+    passes), 'modules', or 'vmap' for those that do not convolve when a unit's numbers may depend on
+    its group (`independent` False: vmap's batching folds replicates together); 'loop' for the
+    rest, with the probe's reason."""
     if mlp_layers(template) is not None:
         return "mlp", None
     problem = vectorise_problem(template, *example) if example is not None else None
     if problem:
         return "loop", problem
     convolves = any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in template.modules())
-    return ("modules" if convolves else "vmap"), None
+    return ("modules" if convolves or independent else "vmap"), None
 
 
-def choose(template: nn.Module, example, requested: str = "auto") -> str:
-    """The stack that trains `template`: the fastest that runs it ('auto'), or the one requested
-    if it can. A model vmap cannot run trains one replicate at a time, with a warning that says why."""
+def choose(template: nn.Module, example, requested: str = "auto", independent: bool = True) -> str:
+    """The stack that trains `template`: the fastest that runs it ('auto'; see `_fastest` for
+    `independent`), or the one requested if it can. A model vmap cannot run trains one replicate
+    at a time, with a warning that says why."""
     if requested not in CHOICES:
         raise ConfigError(f"engine {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
     if requested == "mlp" and mlp_layers(template) is None:
         raise ConfigError("engine 'mlp' runs Sequential stacks of Linear and ReLU layers only; this model "
                           "is not one: use auto, vmap or loop")
     if requested in ("auto", "vmap", "modules"):
-        fastest, problem = _fastest(template, example)
+        fastest, problem = _fastest(template, example, independent)
         if problem:
             if requested == "modules":
                 raise ConfigError(f"engine 'modules' runs models without randomness; {type(template).__name__} "

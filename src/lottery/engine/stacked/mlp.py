@@ -200,6 +200,10 @@ class MLPStack:
             dz = back
         if len(views) == 1:
             dz = dz.transpose(1, 2)  # back to examples × classes, the first layer's layout
+        if first["gb"] is not None:
+            # summed in the per-replicate layout, [S*R, N, out]: over the wide one the reduction's
+            # order for a replicate's last columns would depend on R (the vector loop's tail)
+            call(torch.sum, dz.view(S * R, N, out), 1, out=first["gb"].view(S * R, out))
         if R > 1:
             together = mem(("back", 0), (S, N, R * out))
             call(torch.Tensor.copy_, together.view(S, N, R, out), dz.view(S, R, N, out).transpose(1, 2))
@@ -210,8 +214,6 @@ class MLPStack:
             call(torch.bmm, dz[part].transpose(1, 2), x[part], out=first["gw"][part])
             if first["mask"] is not None:
                 call(torch.Tensor.mul_, first["gw"][part], first["mask"][part])
-        if first["gb"] is not None:
-            call(torch.sum, dz, 1, out=first["gb"])
         return calls, per
 
     def _built(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
