@@ -2,7 +2,7 @@
 
 Floors, top to bottom (../shared/design.md, README's Layout): the command line and the Python API;
 analysis, presets and progress; the IMP driver; executors; the engine; the store, models and data;
-the configuration; and the ground floor (errors, seeds, atomic files, pruning). A module may import
+the configuration; the ground floor (seeds, atomic files, pruning); and errors, the foundation. A module may import
 from its own package or from a lower floor, never from a higher one. Imports inside functions
 count too: a loop through them still ties the modules together.
 """
@@ -20,7 +20,8 @@ FLOORS = [  # top first
     {"lottery.engine"},
     {"lottery.store", "lottery.models", "lottery.data"},
     {"lottery.config"},
-    {"lottery.errors", "lottery.seeds", "lottery.atomic", "lottery.version", "lottery.pruning"},
+    {"lottery.seeds", "lottery.atomic", "lottery.version", "lottery.pruning"},
+    {"lottery.errors"},  # the foundation: what a user can get wrong, importing nothing of ours
 ]
 
 

@@ -29,10 +29,13 @@ class LotteryWarning(UserWarning):
     """Something the tool works around or the user may want to know; the numbers stay right."""
 
 
+class StoreWarning(LotteryWarning):
+    """A stored file was damaged or left behind: set aside and recomputed, or cleaned up."""
+
+
 class EngineWarning(LotteryWarning):
     """The engine took a slower road than asked (a step left uncompiled, a model trained one
     replicate at a time), and says why; the numbers are unaffected."""
-
 
 
 class DataWarning(LotteryWarning):

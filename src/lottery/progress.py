@@ -47,6 +47,10 @@ class Reporters(Reporter):
         for r in self.reporters:
             r.units_done(*args)
 
+    def message(self, text):
+        for r in self.reporters:
+            r.message(text)
+
     def finish(self):
         for r in self.reporters:
             r.finish()
@@ -99,6 +103,9 @@ class LineReporter(Reporter):
 
     def units_done(self, n):
         self.tally.done, self.tally.group_units = self.tally.done + n, 0
+
+    def message(self, text):
+        print(f"lottery: {text}", file=self.stream, flush=True)
 
     def finish(self):
         self.line()
@@ -160,6 +167,12 @@ class RichReporter(Reporter):
     def units_done(self, n):
         if self.progress:
             self.progress.advance(self.units, n)
+
+    def message(self, text):
+        if self.progress:
+            self.progress.console.print(f"lottery: {text}", highlight=False, markup=False)
+        else:
+            print(f"lottery: {text}", file=self.stream, flush=True)
 
     def finish(self):
         if self.progress:

@@ -3,14 +3,24 @@
     <store>/<hash>/config.json                    the hashed config (what makes the experiment)
     <store>/<hash>/units/level_03/imp/seed_0/     one training unit:
         mask.safetensors, init.safetensors, final.safetensors (rewind.safetensors at level 0)
-        metrics.jsonl (one row per evaluation), summary.json, DONE (written last)
+        metrics.jsonl (one row per evaluation), summary.json,
+        DONE (written last: the SHA-256 of every other file of the unit)
+    <store>/<hash>/locks/                         one lock file per unit: who is training it
     <store>/<hash>/checkpoints/                   in-training checkpoints of unfinished groups
     <store>/<hash>/aux/                           by-products branches reuse (e.g. early-bird searches)
+    <store>/<hash>/damaged/                       units set aside because a file failed its check
     <store>/<hash>/results.csv, accuracy.png      derived outputs, rebuilt from the units
 
 Every file is written atomically and fsynced (lottery.atomic), and DONE is written last, so a
-unit is either complete or absent no matter when the process dies. A lock file keeps a second
-process out of a run directory while one is writing it.
+unit is either complete or absent no matter when the process dies. Nothing is trusted on read:
+a unit counts as done only while every file matches the digest its DONE recorded, and a tensor
+file is checked against the digest in its own header; a unit that fails is reported, moved to
+damaged/ by the next process that trains it, and recomputed.
+
+Several processes may work on one run at once (two invocations with different seeds, the same
+command twice, an executor's workers): each unit is claimed with an exclusive lock on its own
+lock file before it is trained and released once written, so no unit is trained twice at once
+and a process that dies releases its claims with it.
 """
 
 from __future__ import annotations
@@ -18,16 +28,23 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
+import socket
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lottery import atomic
+from lottery.atomic import DamagedFile
 from lottery.config import ExperimentConfig
-from lottery.errors import StoreError
+from lottery.errors import StoreError, StoreWarning
 
 if TYPE_CHECKING:  # tensors are read and written through lottery.atomic, which loads torch then
     import torch
+
+FORMAT = 2  # DONE holds a manifest of digests (format 1: an empty DONE, from lottery 0.1, unchecked)
 
 
 def default_root() -> Path:
@@ -46,48 +63,76 @@ class Unit:
 
 
 class Checkpoint:
-    """One in-training checkpoint file: tensors plus a JSON string, saved atomically."""
+    """One in-training checkpoint file: tensors plus a JSON string, saved atomically. A damaged
+    one is reported and discarded (`load` returns None: training starts over), never used."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, units: list[Unit] | None = None):
+        self.path, self.units = path, units  # the units it trains: once all are done it is debris
 
     def save(self, tensors: dict[str, torch.Tensor], meta: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_tensors(self.path, tensors, {"meta": meta})
+        extra = {"units": json.dumps([u.key for u in self.units])} if self.units else {}
+        atomic.write_tensors(self.path, tensors, {"meta": meta, **extra})
 
     def load(self):
         if not self.path.exists():
             return None
-        return atomic.read_tensors(self.path), atomic.read_metadata(self.path)["meta"]
+        try:
+            tensors = atomic.read_tensors(self.path)
+            meta = atomic.read_metadata(self.path)["meta"]
+            json.loads(meta)
+        except (DamagedFile, KeyError, ValueError) as e:
+            reason = e.reason if isinstance(e, DamagedFile) else "its metadata is unreadable"
+            warnings.warn(f"checkpoint {self.path}: {reason}; discarded, its training starts over", StoreWarning,
+                          stacklevel=2)
+            self.remove()
+            return None
+        return tensors, meta
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
+def _check_root(root: Path) -> None:
+    """A store root that can hold runs: a folder (made if missing) this process may write."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"store {str(root)!r} is a file, not a folder; give a folder (--store DIR)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{socket.gethostname()}-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StoreError(f"store {str(root)!r} is not writable: {e.strerror or e}") from None
+
+
 class RunStore:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._lock_file = None
+        self._claims: dict[Unit, object] = {}  # unit → its open, locked lock file
+        self._verified: dict[Unit, tuple] = {}  # unit → the DONE file's (mtime, size) when its files last checked out
+        self.damaged: dict[Unit, str] = {}  # units found damaged in this process, with the reason
 
     # --- opening ---------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, config: ExperimentConfig) -> "RunStore":
-        """The run directory of `config` under `root`, created if new, locked for writing."""
+        """The run directory of `config` under `root`, created if new. Others may share it."""
         root = Path(root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise StoreError(f"store {str(root)!r} is not writable: {e.strerror or e}") from None
+        _check_root(root)
         store = cls(root / config.hash())
         store.run_dir.mkdir(exist_ok=True)
-        store.lock()
         cfg_path = store.run_dir / "config.json"
         text = json.dumps(config.hashed_dict(), sort_keys=True, indent=2)
         if cfg_path.exists():
-            if json.loads(cfg_path.read_text()) != json.loads(text):
+            try:
+                same = json.loads(cfg_path.read_text()) == json.loads(text)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                same = None
+            if same is None:  # damaged: what it should say is known, from the hash that names the folder
+                warnings.warn(f"{cfg_path} was damaged; rewritten from the configuration its folder is named after",
+                              StoreWarning, stacklevel=2)
+                atomic.write_bytes(cfg_path, text.encode())
+            elif not same:
                 raise StoreError(f"{store.run_dir} holds a different experiment (hash collision?); refusing to mix them")
         else:
             atomic.write_bytes(cfg_path, text.encode())
@@ -107,69 +152,234 @@ class RunStore:
             raise StoreError(f"no run {name!r}: give a run directory or a hash in store {str(root)!r}")
         raise StoreError(f"{name!r} matches {len(matches)} runs; give more of the hash")
 
-    def lock(self) -> None:
-        self._lock_file = open(self.run_dir / ".lock", "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"run {self.run_dir} is being written by another process; "
-                             "wait for it to finish or stop it first") from None
-
-    def unlock(self) -> None:
-        if self._lock_file:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-
     def config(self) -> ExperimentConfig:
-        return ExperimentConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+        path = self.run_dir / "config.json"
+        try:
+            return ExperimentConfig.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise StoreError(f"{self.run_dir} is not a run: it has no config.json") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as e:
+            raise StoreError(f"{path} is damaged or from an incompatible version ({str(e).splitlines()[0][:100]}); "
+                             "running the experiment's command again rewrites it") from None
+
+    # --- claims: which process trains a unit ------------------------------------------------
+    def _lock_path(self, unit: Unit) -> Path:
+        return self.run_dir / "locks" / (unit.key.replace("/", "-") + ".lock")
+
+    def claim(self, unit: Unit, holder: dict | None = None) -> bool:
+        """Take `unit` for this process (False: another holds it). Held until `release` or exit;
+        `holder` (host, pid, node…) is written into the lock file for `lottery status`."""
+        if unit in self._claims:
+            return True
+        path = self._lock_path(unit)
+        path.parent.mkdir(exist_ok=True)
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), **(holder or {})}))
+        f.flush()
+        self._claims[unit] = f
+        return True
+
+    def release(self, unit: Unit) -> None:
+        f = self._claims.pop(unit, None)
+        if f is not None:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def release_all(self) -> None:
+        for unit in list(self._claims):
+            self.release(unit)
+
+    def holder(self, unit: Unit) -> dict | None:
+        """Who trains `unit` now (None: nobody): what its claimant wrote in the lock file."""
+        path = self._lock_path(unit)
+        if unit in self._claims or not path.exists():
+            return {"host": socket.gethostname(), "pid": os.getpid()} if unit in self._claims else None
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return json.loads(f.read() or "{}")
+                except json.JSONDecodeError:
+                    return {}
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
 
     # --- units -----------------------------------------------------------------------------
     def unit_dir(self, unit: Unit) -> Path:
         return self.run_dir / "units" / unit.key
 
-    def is_done(self, unit: Unit) -> bool:
-        return (self.unit_dir(unit) / "DONE").exists()
-
     def write_unit(self, unit: Unit, weights: dict[str, dict[str, torch.Tensor]], history: list[dict], summary: dict) -> None:
-        """All of a unit's files, then DONE. `weights` maps file stem → tensors."""
+        """All of a unit's files, then DONE with their digests. `weights` maps file stem → tensors."""
         d = self.unit_dir(unit)
         d.mkdir(parents=True, exist_ok=True)
+        (d / "DONE").unlink(missing_ok=True)  # a unit being rewritten is not done until its new DONE
+        files = {}
         for stem, tensors in weights.items():
-            atomic.write_tensors(d / f"{stem}.safetensors", tensors)
-        atomic.write_bytes(d / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
-        atomic.write_bytes(d / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
-        atomic.write_bytes(d / "DONE", b"")
+            files[f"{stem}.safetensors"] = atomic.write_tensors(d / f"{stem}.safetensors", tensors)
+        files["metrics.jsonl"] = "".join(json.dumps(row) + "\n" for row in history).encode()
+        files["summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
+        for name in ("metrics.jsonl", "summary.json"):
+            atomic.write_bytes(d / name, files[name])
+        manifest = {"format": FORMAT, "files": {name: atomic.digest(data) for name, data in files.items()}}
+        atomic.write_bytes(d / "DONE", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        self._verified.pop(unit, None)
+
+    def _manifest(self, unit: Unit) -> dict | None:
+        """The unit's DONE manifest ({} for an unchecked format-1 unit), None when not done;
+        DamagedFile when DONE is unreadable."""
+        path = self.unit_dir(unit) / "DONE"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not data:
+            return {}  # format 1
+        try:
+            manifest = json.loads(data)
+            files = manifest["files"]
+            assert isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
+            raise DamagedFile(path, "not a manifest (truncated or altered)") from None
+        return files
+
+    def problem(self, unit: Unit) -> str | None:
+        """Why `unit`, marked done, cannot be used (None: it can, or it is not done)."""
+        d = self.unit_dir(unit)
+        try:
+            stat = (d / "DONE").stat()
+        except FileNotFoundError:
+            return None
+        signature = (stat.st_mtime_ns, stat.st_size)
+        if self._verified.get(unit) == signature:
+            return None
+        try:
+            files = self._manifest(unit)
+            for name, expected in (files or {}).items():
+                try:
+                    data = (d / name).read_bytes()
+                except FileNotFoundError:
+                    raise DamagedFile(d / name, "missing") from None
+                if atomic.digest(data) != expected:
+                    raise DamagedFile(d / name, "fails its checksum (truncated or altered)")
+        except DamagedFile as e:
+            return f"{e.path.name} {e.reason}"
+        self._verified[unit] = signature
+        return None
+
+    def is_done(self, unit: Unit) -> bool:
+        """Whether `unit` is complete and every file of it checks out. A damaged unit is not done:
+        it is remembered in `damaged` (and reported once) for a writer to set aside."""
+        if not (self.unit_dir(unit) / "DONE").exists():
+            return False
+        problem = self.problem(unit)
+        if problem is None:
+            return True
+        if unit not in self.damaged:
+            self.damaged[unit] = problem
+            warnings.warn(f"unit {unit.key}: {problem}; it will be recomputed", StoreWarning, stacklevel=2)
+        return False
+
+    def set_aside(self, unit: Unit) -> Path | None:
+        """Move a damaged unit's folder to damaged/ (kept for inspection); where it went. Call
+        holding the unit's claim."""
+        d = self.unit_dir(unit)
+        if not d.exists():
+            return None
+        target = self.run_dir / "damaged" / f"{unit.key.replace('/', '-')}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(str(d), str(target))
+        self.damaged.pop(unit, None)
+        self._verified.pop(unit, None)
+        return target
+
+    def _read(self, unit: Unit, name: str) -> bytes:
+        """A unit file's bytes, checked against its DONE manifest (DamagedFile if it fails)."""
+        path = self.unit_dir(unit) / name
+        files = self._manifest(unit)
+        if files is None:
+            raise StoreError(f"unit {unit.key} is not done")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DamagedFile(path, "missing") from None
+        if name in files and atomic.digest(data) != files[name]:
+            raise DamagedFile(path, "fails its checksum (truncated or altered)")
+        return data
 
     def weights(self, unit: Unit, stem: str) -> dict[str, torch.Tensor]:
+        self._read(unit, f"{stem}.safetensors")  # against the manifest; read_tensors checks its own digest
         return atomic.read_tensors(self.unit_dir(unit) / f"{stem}.safetensors")
 
     def mask(self, unit: Unit) -> dict[str, torch.Tensor]:
         return {n: t.bool() for n, t in self.weights(unit, "mask").items()}
 
+    def summary(self, unit: Unit) -> dict:
+        return json.loads(self._read(unit, "summary.json"))
+
     def summaries(self) -> list[dict]:
-        """summary.json of every finished unit."""
-        return [json.loads((p.parent / "summary.json").read_text())
-                for p in sorted((self.run_dir / "units").glob("level_*/*/seed_*/DONE"))]
+        """summary.json of every finished unit whose files check out (the others are reported)."""
+        out = []
+        for done in sorted((self.run_dir / "units").glob("level_*/*/seed_*/DONE")):
+            level, branch, seed = done.parent.relative_to(self.run_dir / "units").parts
+            unit = Unit(int(level.removeprefix("level_")), branch, int(seed.removeprefix("seed_")))
+            if self.is_done(unit):
+                out.append(self.summary(unit))
+        return out
 
     def history(self, unit: Unit) -> list[dict]:
-        return [json.loads(line) for line in (self.unit_dir(unit) / "metrics.jsonl").read_text().splitlines()]
+        return [json.loads(line) for line in self._read(unit, "metrics.jsonl").decode().splitlines()]
 
+    # --- the run's log and by-products -------------------------------------------------------
     def log_invocation(self, record: dict) -> None:
-        """Append one line to invocations.jsonl: who ran what, when, on which versions."""
-        with open(self.run_dir / "invocations.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one line to invocations.jsonl: who ran what, when, on which versions. One
+        write call per line: lines from processes appending at once do not interleave."""
+        fd = os.open(self.run_dir / "invocations.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def invocations(self) -> list[dict]:
+        """The invocation log; a line cut short by a crash (or altered) is skipped."""
         path = self.run_dir / "invocations.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        out = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
 
-    def checkpoint(self, name: str) -> Checkpoint:
-        """An in-training checkpoint (removed once its units are done)."""
-        return Checkpoint(self.run_dir / "checkpoints" / f"{name}.safetensors")
+    def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint:
+        """An in-training checkpoint of `units` (removed once they are done)."""
+        return Checkpoint(self.run_dir / "checkpoints" / f"{name}.safetensors", units)
 
     def aux(self, name: str) -> Checkpoint:
         """A kept by-product a branch computes once and reuses (e.g. the early-bird search)."""
         return Checkpoint(self.run_dir / "aux" / f"{name}.safetensors")
+
+    def tidy(self, units: list[Unit]) -> int:
+        """Remove what dead writers left: their temporary files, and checkpoints whose units are
+        all done (a group killed while its units were being written). How many files went."""
+        removed = atomic.remove_stale(self.run_dir)
+        done = {u.key for u in units if self.is_done(u)}
+        for ckpt in (self.run_dir / "checkpoints").glob("*.safetensors"):
+            try:
+                keys = json.loads(atomic.read_metadata(ckpt).get("units", "null"))
+            except (DamagedFile, json.JSONDecodeError):
+                continue  # a damaged one is discarded when its group loads it
+            if keys and all(k in done for k in keys):
+                ckpt.unlink(missing_ok=True)
+                removed += 1
+        return removed

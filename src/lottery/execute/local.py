@@ -25,7 +25,10 @@ class LocalExecutor:
         return [g for group in by_kind.values() for g in ([group] if together else [[j] for j in group])]
 
     def run(self, work: Work) -> None:
-        while jobs := work.ready():
+        while True:
+            jobs = work.ready()
+            if not jobs and not work.wait():
+                return
             for group in self.groups(jobs, work):
                 self.train(group, work)
 
@@ -33,7 +36,7 @@ class LocalExecutor:
         """One group of jobs, through the engine, each result handed to `work.finish`."""
         first = jobs[0]
         name = f"level_{first.unit.level:02d}-" + derive(0, *[j.unit.key for j in jobs]).to_bytes(8, "big").hex()
-        checkpoint = work.checkpoint(name)
+        checkpoint = work.checkpoint(name, [j.unit for j in jobs])
         work.reporter.group(work.describe(jobs), work.train_config.total_steps(len(work.train_data.train_x)), len(jobs))
         group = engine.Group(work.template, [j.replicate for j in jobs], work.train_data, work.train_config,
                              start_step=first.start_step, snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode,

@@ -32,6 +32,7 @@ class Reporter:
                      `train_loss` and `val_acc` there
     unit_finished    a unit is written: its summary and its history (every evaluation)
     units_done       n more units are done
+    message          a line worth telling the user (waiting for another process, a unit set aside)
     finish           the run ends (finished or not)"""
 
     def start(self, total_units: int, done_units: int) -> None: ...
@@ -39,6 +40,7 @@ class Reporter:
     def step(self, step: int, total: int, metrics: dict | None = None) -> None: ...
     def unit_finished(self, unit: Unit, summary: dict, history: list[dict]) -> None: ...
     def units_done(self, n: int) -> None: ...
+    def message(self, text: str) -> None: ...
     def finish(self) -> None: ...
 
 
@@ -52,9 +54,10 @@ class Work(Protocol):
     plan: Plan  # how the engine trains: device, stack, compiled steps, lanes
     reporter: Reporter
 
-    def ready(self) -> list[Job]: ...  # jobs whose inputs are done, each handed out once
-    def finish(self, job: Job, result: ReplicateResult) -> None: ...  # record a trained unit
-    def checkpoint(self, name: str) -> Checkpoint: ...  # where a training in progress keeps its state
+    def ready(self) -> list[Job]: ...  # jobs whose inputs are done, claimed for this process, each handed out once
+    def wait(self) -> bool: ...  # nothing ready: wait a moment if others hold needed units; False: all done
+    def finish(self, job: Job, result: ReplicateResult) -> None: ...  # record a trained unit (releases its claim)
+    def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint: ...  # a training's state
     def describe(self, jobs: list[Job]) -> str: ...  # a group's name in progress displays
 
 

@@ -11,7 +11,9 @@ is ready once its level L−1 ticket is done; the branches of a seed share its d
 (paired design).
 """
 
+import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ from lottery.pruning import dense as dense_mask
 from lottery.seeds import derive
 from lottery.store import Checkpoint, RunStore, Unit, default_root
 from lottery.version import __version__
+
+
+POLL_SECONDS = 0.5  # how often a run waiting for another process's units looks again
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,9 @@ class Experiment:
                               f"training ({self.total_steps} steps)")
         self.store = RunStore.create(options.store or default_root(), cfg)
         self._imp_masks: dict[tuple[int, int], dict] = {}
-        self._handed: set[Unit] = set()
+        self._handed: set[Unit] = set()  # units this process took on (claimed, then written)
+        self._waiting_for: list[Unit] = []
+        self._holder = {"invocation": f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"}
 
     # --- what each unit starts from (lottery.imp.branches.Context) ---------------------------
     def initial_weights(self, seed: int) -> dict[str, torch.Tensor]:
@@ -118,7 +125,9 @@ class Experiment:
             else:
                 prev = Unit(level - 1, "imp", seed)
                 p = self.cfg.prune
-                mask = magnitude(self.store.weights(prev, "final"), self.store.mask(prev), rate=p.rate,
+                stored = self.store.mask(prev)
+                previous = {n: stored[n] for n in self.prunable}  # in layer order: the last is the output layer
+                mask = magnitude(self.store.weights(prev, "final"), previous, rate=p.rate,
                                  output_rate=p.output_rate, scope=p.scope, conv_rate=p.conv_rate)
             self._imp_masks[(level, seed)] = mask
         return self._imp_masks[(level, seed)]
@@ -173,20 +182,46 @@ class Experiment:
 
     # --- what an executor asks (lottery.execute.Work) ----------------------------------------
     def ready(self) -> list[Job]:
-        """Every unit not done and not yet handed out whose inputs are done: level 0 at once, a
-        seed's level L once its level L−1 ticket is trained."""
+        """Every unit not done and not yet handed out whose inputs are done, claimed for this
+        process: level 0 at once, a seed's level L once its level L−1 ticket is trained. Units
+        another process holds are left to it (`wait`)."""
         jobs = []
-        for level in range(self.cfg.levels + 1):
-            for unit in level_units(self.cfg, level):
-                if unit in self._handed or self.store.is_done(unit):
-                    continue
-                if level > 0 and not self.store.is_done(Unit(level - 1, "imp", unit.seed)):
-                    continue
-                if BRANCHES[unit.branch].after_ticket and not self.store.is_done(Unit(level, "imp", unit.seed)):
-                    continue
-                self._handed.add(unit)
-                jobs.append(self.prepare(unit))
+        for unit in self._pending():
+            if not self._inputs_done(unit) or not self.store.claim(unit, self._holder):
+                continue
+            if self.store.is_done(unit):  # finished by another process since we looked
+                self.store.release(unit)
+                continue
+            if unit in self.store.damaged:
+                where = self.store.set_aside(unit)
+                self.reporter.message(f"unit {unit.key} was damaged; set aside in {where} and recomputed")
+            self._handed.add(unit)
+            jobs.append(self.prepare(unit))
         return jobs
+
+    def wait(self) -> bool:
+        """Wait a moment if other processes hold units this run still needs (their results may
+        make more units ready); False when no unit is left to anyone: the run is complete."""
+        pending = self._pending()
+        if not pending:
+            return False
+        held = [u for u in pending if self.store.holder(u) is not None]
+        if held and held != self._waiting_for:
+            first = self.store.holder(held[0]) or {}
+            self.reporter.message(f"waiting for {len(held)} unit(s) that another process is training "
+                                  f"(e.g. {held[0].key}: host {first.get('host', '?')}, pid {first.get('pid', '?')})")
+        self._waiting_for = held
+        time.sleep(POLL_SECONDS)
+        return True
+
+    def _pending(self) -> list[Unit]:
+        return [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)
+                if u not in self._handed and not self.store.is_done(u)]
+
+    def _inputs_done(self, unit: Unit) -> bool:
+        if unit.level > 0 and not self.store.is_done(Unit(unit.level - 1, "imp", unit.seed)):
+            return False
+        return not (BRANCHES[unit.branch].after_ticket and not self.store.is_done(Unit(unit.level, "imp", unit.seed)))
 
     def finish(self, job: Job, result: ReplicateResult) -> None:
         rep = job.replicate
@@ -195,10 +230,11 @@ class Experiment:
             weights["rewind"] = result.snapshots[self.rewind_step]
         summary = {**self._summary(job, result), **BRANCHES[job.unit.branch].measured(self, job.unit, result)}
         self.store.write_unit(job.unit, weights, result.history, summary)
+        self.store.release(job.unit)
         self.reporter.unit_finished(job.unit, summary, result.history)
 
-    def checkpoint(self, name: str) -> Checkpoint:
-        return self.store.checkpoint(name)
+    def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint:
+        return self.store.checkpoint(name, units)
 
     def describe(self, jobs: list[Job]) -> str:
         level = jobs[0].unit.level
@@ -210,6 +246,7 @@ class Experiment:
     # --- running ---------------------------------------------------------------------------
     def run(self) -> Path:
         all_units = [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)]
+        self.store.tidy(all_units)
         self.reporter.start(len(all_units), sum(self.store.is_done(u) for u in all_units))
         started = time.time()
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
@@ -222,8 +259,8 @@ class Experiment:
             outcome = "finished"
         finally:
             self.store.log_invocation({"event": outcome, "time": time.time(), "seconds": time.time() - started, **record})
+            self.store.release_all()
             self.reporter.finish()
-            self.store.unlock()
         return self.store.run_dir
 
     def _summary(self, job: Job, res: ReplicateResult) -> dict:
