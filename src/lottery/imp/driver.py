@@ -43,7 +43,6 @@ from lottery.seeds import derive
 from lottery.store import Checkpoint, RunStore, Unit, default_root
 from lottery.version import __version__
 
-
 POLL_SECONDS = 0.5  # how often a run waiting for another process's units looks again
 
 
