@@ -41,7 +41,9 @@ def test_round_trip_and_overrides():
 
 @pytest.mark.parametrize("assignment, words", [
     ("train.lr=fast", "train.lr='fast' is not a valid float"),
-    ("train.lr=-1", "must be positive"),
+    ("train.lr=-1", "must be a positive finite number"),
+    ("train.lr=inf", "must be a positive finite number"),
+    ("train.lr=nan", "must be a positive finite number"),
     ("train.optimizer=rmsprop", "choose adam or sgd"),
     ("train.length=3 epochs", "is not a length"),
     ("train.color=red", "names no setting"),

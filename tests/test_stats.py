@@ -117,17 +117,40 @@ def test_zero_spread_gives_no_interval_and_no_p_value():
 def test_a_wide_interval_is_inconclusive_not_a_no_and_says_how_many_seeds_would_do():
     rows = table([0.01])
     wide = rows.copy()
-    wide.loc[(wide.level == 1) & (wide.seed == 0), "test_acc_early_stop"] -= 0.076  # one seed far off
+    wide.loc[(wide.level == 1) & (wide.seed == 0), "test_acc_early_stop"] -= 0.03  # one seed far off
     v = verdict(wide)
     assert v.status == "inconclusive"
     c = v.vs_dense
     assert c.low < -0.005 < c.high
-    need = seeds_needed(c.std, 0.005)
-    assert f"about {need} seeds would give an interval of ±0.5 points at this spread" in v.lines()[0]
+    room = c.diff + 0.005  # the interval's half-width must beat the mean's distance above −δ
+    need = seeds_needed(c.std, room)
+    assert f"about {need} seeds would let the interval clear −0.5 points at this mean and spread" in v.lines()[0]
     t = sps.t.ppf(0.975, need - 1) * c.std / math.sqrt(need)
     t_fewer = sps.t.ppf(0.975, need - 2) * c.std / math.sqrt(need - 1)
-    assert t <= 0.005 < t_fewer, "the fewest seeds whose interval is ±δ at this spread"
+    assert t <= room < t_fewer, "the fewest seeds whose interval clears −δ at this mean and spread"
     assert "no matching ticket" not in "\n".join(v.lines())
+
+
+def test_a_mean_below_the_margin_is_not_promised_a_match_by_more_seeds():
+    rows = table([-0.012])
+    rows.loc[(rows.level == 1) & (rows.seed == 0), "test_acc_early_stop"] += 0.009  # wide enough to straddle −δ
+    v = verdict(rows)
+    assert v.status == "inconclusive" and v.vs_dense.diff < -0.005 < v.vs_dense.high
+    assert "its mean lies below −0.5 points: more seeds would more likely show it worse" in v.lines()[0]
+
+
+def test_divergence_is_never_a_match():
+    rows = table([0.0, 0.0])
+    rows["diverged_step"] = None
+    gone = (rows.level == 2) & (rows.seed == 1)
+    rows.loc[gone, "diverged_step"] = 300
+    v = verdict(rows)
+    assert v.status == "matching" and v.level == 1 and v.stop.outcome == "diverged"
+    assert "the ticket diverged (its loss stopped being finite) on seed(s) 1" in "\n".join(v.lines())
+    rows.loc[(rows.level == 0) & (rows.seed == 2), "diverged_step"] = 50
+    v = verdict(rows)
+    assert v.status == "dense diverged" and v.diverged == {2: 50}
+    assert "no verdict: the dense network diverged" in v.lines()[0]
 
 
 def null_experiments(count, levels, seeds, true_diff, sd, rng):

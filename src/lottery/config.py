@@ -14,6 +14,7 @@ configuration sits below every registry and imports none of them.
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -97,11 +98,12 @@ class TrainConfig:
 
     def __post_init__(self):
         _check(self.optimizer in ("adam", "sgd"), f"train.optimizer={self.optimizer!r} is unknown; choose adam or sgd")
-        _check(self.lr > 0, f"train.lr={self.lr} must be positive")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"train.lr={self.lr} must be a positive finite number")
         _check(0 <= self.momentum < 1, f"train.momentum={self.momentum} must be in [0, 1)")
         _check(not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
                "train.nesterov needs optimizer=sgd and momentum > 0")
-        _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               f"train.weight_decay={self.weight_decay} must be a finite number >= 0")
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be at least 1")
         _check(self.schedule in ("constant", "step", "cosine"),
                f"train.schedule={self.schedule!r} is unknown; choose constant, step or cosine")

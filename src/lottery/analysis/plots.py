@@ -5,6 +5,7 @@ cut at what is possible (absent when a branch has a single seed, or its seeds ag
 titles say which.
 """
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lottery import atomic  # noqa: E402
 from lottery.analysis.stats import estimate, summarise  # noqa: E402
 from lottery.imp.branches import BRANCHES  # noqa: E402
 
@@ -60,7 +62,9 @@ FORMATS = ("png", "svg")  # `lottery plot` draws both; a report, which inlines t
 def save_figure(fig, out_dir: Path, name: str, formats=FORMATS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
-        fig.savefig(out_dir / f"{name}.{fmt}", **({"dpi": 110} if fmt == "png" else {}))
+        drawn = io.BytesIO()
+        fig.savefig(drawn, format=fmt, **({"dpi": 110} if fmt == "png" else {}))
+        atomic.write_bytes(out_dir / f"{name}.{fmt}", drawn.getvalue())  # whole or not at all
     plt.close(fig)
     return out_dir / f"{name}.png"
 

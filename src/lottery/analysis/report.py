@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from lottery import atomic
 from lottery.analysis import stability
 from lottery.analysis.plots import all_figures
 from lottery.analysis.stats import CI_METHOD
@@ -101,6 +102,7 @@ def write_report(stores: list[RunStore], out_dir: Path, delta: float = 0.005, se
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lottery report</title><style>{CSS}</style>"
             f"</head><body><h1>Lottery-ticket report</h1><p>Generated {stamp} for {len(stores)} run(s).</p>"
             + "".join(s[0] for s in sections) + "</body></html>")
-    (out_dir / "report.html").write_text(page)
-    (out_dir / "report.md").write_text(f"# Lottery-ticket report\n\nGenerated {stamp}.\n\n" + "\n".join(s[1] for s in sections))
+    atomic.write_bytes(out_dir / "report.html", page.encode())
+    atomic.write_bytes(out_dir / "report.md", (f"# Lottery-ticket report\n\nGenerated {stamp}.\n\n"
+                                               + "\n".join(s[1] for s in sections)).encode())
     return out_dir / "report.html", out_dir / "report.md"

@@ -1,14 +1,19 @@
-"""The tidy results table: one row per (experiment, branch, level, seed), rebuilt from the store."""
+"""The tidy results table: one row per (experiment, branch, level, seed), rebuilt from the store.
+
+Only what a unit's config and seeds determine (and timing, which never repeats): how a unit was
+trained (its group, lanes, compiled step, where it resumed) is provenance, kept in its
+summary.json, so a resumed run's table equals an uninterrupted one's once timing is set aside."""
 
 import pandas as pd
 
+from lottery import atomic
 from lottery.imp.branches import BRANCHES
 from lottery.store import RunStore, Unit
 
 COLUMNS = [
     "experiment", "branch", "level", "seed", "fraction_remaining",
     "test_acc_end", "test_acc_early_stop", "val_acc_end", "early_stop_step",
-    "steps", "samples", "train_seconds", "group_size", "lanes", "scripted", "resumed_from_step", "rewind_step",
+    "steps", "samples", "train_seconds", "rewind_step", "diverged_step",
     "params_total", "params_alive", "train_flops_dense", "train_flops_effective",
     "score_flops", "score_seconds", "find_flops", "find_seconds", "early_bird_step",
     "model_seed", "data_seed", "control_seed", "instability_barrier",
@@ -67,7 +72,7 @@ def add_find_cost(df: pd.DataFrame, scope: str) -> pd.DataFrame:
 
 def write_csv(store: RunStore) -> pd.DataFrame:
     df = table(store)
-    df.to_csv(store.run_dir / "results.csv", index=False)
+    atomic.write_bytes(store.run_dir / "results.csv", df.to_csv(index=False).encode())
     return df
 
 

@@ -9,9 +9,11 @@ advance, the chance of calling *any* level matching when the ticket is worse the
 stays at 2.5% however many levels were run (no correction needed; a level picked as "the
 sparsest that passed", anywhere in the sequence, would not have that guarantee).
 
-A level that does not match is either *worse* (the interval lies below −δ) or *inconclusive*
-(it straddles −δ, or no interval exists: the seeds agree exactly); an inconclusive verdict says
-how many seeds an interval of ±δ would need at the spread observed. Seeds pair the comparisons
+A level that does not match is either *worse* (the interval lies below −δ), *inconclusive*
+(it straddles −δ, or no interval exists: the seeds agree exactly; the verdict says about how many
+seeds would let the interval clear −δ at the mean and spread observed), or *diverged* (a seed's
+ticket ended with a non-finite loss: it is no ticket at all). When a dense network diverged there
+is nothing to compare with, and the verdict says so instead. Seeds pair the comparisons
 (paired t) when both sides have the same seeds; the verdict names the seeds it used. With fewer
 than `min_seeds` seeds it says so instead of guessing. At the reported level the ticket is also
 compared with each other branch (a two-sided t test each) and its early-stopping iteration with
@@ -46,13 +48,14 @@ class LevelTest:
     fraction_remaining: float
     vs_dense: Comparison
     outcome: str
+    diverged: tuple[int, ...] = ()  # seeds whose ticket diverged here
 
 
 @dataclass
 class Verdict:
     metric: str
     delta: float  # accuracy fraction (0.005 = 0.5 points)
-    status: str  # "matching" | "no matching level" | "inconclusive" | "not enough seeds" | "no pruned levels"
+    status: str  # matching | no matching level | inconclusive | diverged | dense diverged | not enough seeds | no pruned levels
     n_seeds: int
     min_seeds: int
     seeds: tuple[int, ...] = ()
@@ -66,6 +69,7 @@ class Verdict:
     compared_at: LevelTest | None = None  # where the controls are compared: the matching level, else the sparsest run
     instability: Estimate | None = None  # the error barrier at `compared_at` (the instability branch)
     rewind_step: int | None = None
+    diverged: dict[int, int] = field(default_factory=dict)  # dense diverged: seed → the step its loss stopped being finite
 
     @property
     def stop(self) -> LevelTest | None:
@@ -89,6 +93,10 @@ class Verdict:
                     f"{self.min_seeds}). Run more seeds, e.g. --replicates 3."]
         if self.status == "no pruned levels":
             return [f"{what}: no pruned levels finished yet."]
+        if self.status == "dense diverged":
+            where = ", ".join(f"seed {s} from step {k}" for s, k in self.diverged.items())
+            return [f"{what}: no verdict: the dense network diverged (its loss stopped being finite: {where}), so "
+                    "there is nothing to compare a ticket with; lower the learning rate (--set train.lr=…)."]
         seeds = f"seeds {_seed_list(self.seeds)}"
         where = f"{100 * self.fraction_remaining:.1f}% of weights (level {self.level})"
         if self.status == "matching":
@@ -102,6 +110,9 @@ class Verdict:
         elif self.status == "no matching level":
             out = [f"{what}: no matching ticket: at the densest pruned level, {where}, the ticket is worse than the "
                    f"dense network by more than {100 * self.delta:g} points: vs dense {_pts(self.vs_dense)}; {seeds}."]
+        elif self.status == "diverged":
+            out = [f"{what}: no matching ticket: at the densest pruned level, {where}, "
+                   + _why_not(self.tested[0], self.delta, named=False) + f" ({seeds})."]
         else:
             out = [f"{what}: inconclusive: at the densest pruned level, {where}, "
                    + _why_not(self.tested[0], self.delta, named=False) + f" ({seeds})."]
@@ -163,9 +174,13 @@ def _why_not(t: LevelTest, delta: float, named: bool = True) -> str:
     c, d = t.vs_dense, 100 * delta
     if t.outcome == "worse":
         return f"worse by more than {d:g} points, vs dense {_pts(c)}."
-    needed = seeds_needed(c.std, delta)
-    more = (f"about {needed} seeds would give an interval of ±{d:g} points at this spread" if needed else
-            "more seeds would show the spread")
+    if t.outcome == "diverged":
+        return f"the ticket diverged (its loss stopped being finite) on seed(s) {_seed_list(t.diverged)}."
+    room = c.diff + delta  # how far the mean lies above −δ: the half-width an interval must beat
+    needed = seeds_needed(c.std, room) if room > 0 else None
+    more = (f"about {needed} seeds would let the interval clear −{d:g} points at this mean and spread"
+            if needed else f"its mean lies below −{d:g} points: more seeds would more likely show it worse"
+            if room <= 0 else "more seeds would show the spread")
     why = "" if not c.defined else f": the interval reaches below −{d:g} points"
     return f"vs dense {_pts(c)}{why}{' (inconclusive)' if named else ''}; {more}"
 
@@ -196,18 +211,25 @@ def verdict(df: pd.DataFrame, metric: str = "test_acc_early_stop", delta: float 
         v.status = "no pruned levels"
         return v
     v.levels_run = max(levels)
+    v.diverged = _diverged(dense)
+    if v.diverged:
+        v.status = "dense diverged"
+        return v
     bounds = difference_bounds(metric, df)
     tickets = {}
     for level in levels:  # the fixed sequence: densest first, until a level does not match
         ticket = imp[imp.level == level].set_index("seed")
         c = compare(ticket[metric], dense[metric], bounds=bounds)
         tickets[level] = ticket
-        v.tested.append(LevelTest(level, float(ticket.fraction_remaining.mean()), c, _outcome(c, delta)))
+        gone = tuple(_diverged(ticket))
+        v.tested.append(LevelTest(level, float(ticket.fraction_remaining.mean()), c,
+                                  "diverged" if gone else _outcome(c, delta), gone))
         if v.tested[-1].outcome != "matches":
             break
     matching = [t for t in v.tested if t.outcome == "matches"]
     shown = matching[-1] if matching else v.tested[0]
-    v.status = "matching" if matching else ("no matching level" if shown.outcome == "worse" else "inconclusive")
+    v.status = "matching" if matching else {"worse": "no matching level", "diverged": "diverged"}.get(
+        shown.outcome, "inconclusive")
     v.level, v.fraction_remaining, v.vs_dense = shown.level, shown.fraction_remaining, shown.vs_dense
     # the controls where the ticket matches; else at the sparsest level run, fixed in advance
     if matching:
@@ -232,6 +254,14 @@ def verdict(df: pd.DataFrame, metric: str = "test_acc_early_stop", delta: float 
     v.speed = compare(ticket["early_stop_step"].astype(float), dense["early_stop_step"].astype(float),
                       bounds=difference_bounds("early_stop_step", df))
     return v
+
+
+def _diverged(rows: pd.DataFrame) -> dict[int, int]:
+    """seed → the step its loss stopped being finite, for the rows (indexed by seed) that diverged."""
+    if "diverged_step" not in rows:
+        return {}
+    steps = rows["diverged_step"].dropna()
+    return {int(s): int(k) for s, k in steps.items()}
 
 
 def verdicts(df: pd.DataFrame, delta: float = 0.005, min_seeds: int = 2, seeds=None) -> list[Verdict]:

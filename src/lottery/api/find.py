@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lottery import engine
+from lottery import atomic, engine
 from lottery.analysis.table import table
 from lottery.analysis.verdict import verdicts
 from lottery.api import identity
@@ -92,7 +92,7 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
     print(_plan_line(exp, cfg, template, data), file=sys.stderr)
     run_dir = exp.run()
     results = table(RunStore(run_dir))
-    results.to_csv(run_dir / "results.csv", index=False)
+    atomic.write_bytes(run_dir / "results.csv", results.to_csv(index=False).encode())
     return Ticket(run_dir, results, verdicts(results, delta=delta, seeds=cfg.seeds), cfg.seeds, user)
 
 

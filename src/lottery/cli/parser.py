@@ -14,8 +14,15 @@ from lottery.cli.runs import (
 from lottery.version import __version__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line (and where the help is) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lottery", description="Find, verify and study lottery tickets.")
+    p = Parser(prog="lottery", description="Find, verify and study lottery tickets.")
     p.add_argument("--version", action="version", version=f"lottery {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -90,7 +90,12 @@ def cmd_run(args) -> int:
     options = RunOptions(store=args.store, data_dir=args.data_dir, engine=how, vectorise=not args.no_vectorise)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [replace(cfg, rewind_step=k) for k in rewinds] or [cfg]
-    run_dirs = [_run_one(c, options, args.quiet, args.tensorboard) for c in configs]
+    from lottery.imp.driver import Experiment
+    from lottery.progress import reporter_for
+
+    reporter = reporter_for(args.quiet, args.tensorboard)
+    experiments = [Experiment(c, options, reporter=reporter) for c in configs]  # every point checked before any work
+    run_dirs = [_run_one(exp) for exp in experiments]
     if len(run_dirs) > 1:  # one report comparing the rewinding points side by side
         from lottery.analysis.report import write_report
         from lottery.store import RunStore
@@ -99,18 +104,24 @@ def cmd_run(args) -> int:
         print(f"rewinding comparison: {html_path}")
     for d in run_dirs:
         print(d)
+    diverged = [e for e in experiments if e.diverged_units()]
+    if diverged:
+        units = [u for e in diverged for u in e.diverged_units()]
+        print(f"lottery: {len(units)} unit(s) diverged (their loss stopped being finite), e.g. {units[0]}: see the "
+              "verdict and the diverged_step column of results.csv; a lower learning rate may help", file=sys.stderr)
+        return EXIT_DIVERGED
     return 0
 
 
-def _run_one(cfg, options, quiet: bool, tensorboard=None):
-    """One experiment: run it, then its table, verdict (on the seeds asked for), figure and report."""
-    import shutil
+EXIT_DIVERGED = 3  # the run finished, but some trainings diverged: their numbers are not a ticket's
 
-    from lottery.imp.driver import Experiment
-    from lottery.progress import reporter_for
+
+def _run_one(exp):
+    """One experiment: run it, then its table, verdict (on the seeds asked for), figure and report."""
+    from lottery import atomic
     from lottery.store import RunStore
 
-    exp = Experiment(cfg, options, reporter=reporter_for(quiet, tensorboard))
+    cfg = exp.cfg
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
           f"{','.join(map(str, cfg.seeds))}, branches {','.join(cfg.branches)}, rewind_step {cfg.rewind_step}",
           file=sys.stderr)
@@ -125,6 +136,6 @@ def _run_one(cfg, options, quiet: bool, tensorboard=None):
     for line in [line for v in vs for line in v.lines()] + [vs[0].rule]:
         print(line)
     html_path, _ = write_report([store], run_dir / "report", seeds=cfg.seeds)
-    shutil.copyfile(html_path.parent / "figures" / run_dir.name / "accuracy.png", run_dir / "accuracy.png")
+    atomic.write_bytes(run_dir / "accuracy.png", (html_path.parent / "figures" / run_dir.name / "accuracy.png").read_bytes())
     print(f"table: {run_dir / 'results.csv'}\nfigure: {run_dir / 'accuracy.png'}\nreport: {html_path}")
     return run_dir

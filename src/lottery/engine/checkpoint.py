@@ -4,7 +4,7 @@ A checkpoint holds everything later steps read: the stacked parameters and buffe
 optimiser's state, the best weights so far (early stopping), the training loss summed since the
 last evaluation, the snapshots taken, the history, and the state of an observer that may stop
 training (an early-bird search). Keys: `param.*`, `best.*`, `best_loss`, `best_step`,
-`train_loss_sum`, `snap.<step>.*`, `opt.*`, `observer.*`; the JSON metadata holds the step, the
+`train_loss_sum`, `diverged`, `snap.<step>.*`, `opt.*`, `observer.*`; the JSON metadata holds the step, the
 step of the last evaluation, the history, the snapshot steps and the observer's own.
 """
 
@@ -18,7 +18,7 @@ def pack(trainer) -> tuple[dict[str, torch.Tensor], str]:
     tensors = {f"param.{n}": p.detach() for n, p in trainer.params.items()}
     tensors.update({f"best.{n}": t for n, t in trainer.best.weights.items()})
     tensors["best_loss"], tensors["best_step"] = trainer.best.loss, trainer.best.step
-    tensors["train_loss_sum"] = trainer.train_loss_sum
+    tensors["train_loss_sum"], tensors["diverged"] = trainer.train_loss_sum, trainer.diverged
     for step, snap in trainer.snapshots.items():
         tensors.update({f"snap.{step}.{n}": t for n, t in snap.items()})
     tensors.update({f"opt.{k}": v for k, v in trainer.optimizer.state_tensors().items()})
@@ -40,6 +40,8 @@ def unpack(trainer, tensors: dict[str, torch.Tensor], meta: str) -> None:
     trainer.best.weights = {n: tensors[f"best.{n}"].to(device) for n in trainer.params}
     trainer.best.loss, trainer.best.step = tensors["best_loss"], tensors["best_step"]
     trainer.train_loss_sum.copy_(tensors["train_loss_sum"])  # the one tensor the programs slice
+    if "diverged" in tensors:  # (checkpoints from before divergence was recorded lack it)
+        trainer.diverged = tensors["diverged"].clone()
     trainer.snapshots = {int(s): {n: tensors[f"snap.{s}.{n}"] for n in trainer.params} for s in meta["snapshot_steps"]}
     trainer.optimizer.load_state_tensors({k[4:]: t.to(device) for k, t in tensors.items() if k.startswith("opt.")})
     trainer.step, trainer.last_eval, trainer.history = meta["step"], meta["last_eval"], meta["history"]

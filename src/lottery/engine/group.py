@@ -53,4 +53,8 @@ class ReplicateResult:
     test_acc_early_stop: float
     train_seconds: float  # the group's wall time divided by its size
     steps: int
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # provenance; `diverged_step`: the first evaluation whose loss was not finite
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.extra.get("diverged_step")

@@ -73,6 +73,7 @@ class Trainer:
         start = self.schedule.start
         self.step, self.last_eval, self.history, self.snapshots = start, start, [], {}
         self.best = Best(self.state.copy(), self.S, self.R)
+        self.diverged = torch.full((self.S, self.R), -1, dtype=torch.int64)  # first evaluation with a non-finite loss
         self.train_loss_sum.zero_()
         resumed = self._restore()
         self.resumed_from_step = self.step
@@ -100,7 +101,8 @@ class Trainer:
                 self.checkpoint.save(*checkpoints.pack(self))
         if self.checkpoint:
             self.checkpoint.save(*checkpoints.pack(self))  # the finished state: a crash while writing results costs no retraining
-        scripted = all(p.scripted is not None for p in programs.values())
+        # provenance: whether this sitting's steps ran compiled (None: it took none, resumed at the end)
+        scripted = all(p.scripted is not None for p in programs.values()) if self.step > self.resumed_from_step else None
         return self._results(time.perf_counter() - started, scripted)
 
     def _restore(self) -> bool:
@@ -122,6 +124,8 @@ class Trainer:
             self.best.update(self.step, val_loss, self.params)
         train_loss = (self.train_loss_sum.cpu() / steps_since) if steps_since else torch.full_like(val_loss, torch.nan)
         self.train_loss_sum.zero_()
+        finite = torch.isfinite(val_loss) & (torch.isfinite(train_loss) if steps_since else True)
+        self.diverged = torch.where(~finite & (self.diverged < 0), torch.tensor(self.step), self.diverged)
         self.history.append({"step": self.step, "lr": self.schedule.lr_at(self.step),
                              "train_loss": train_loss.flatten().tolist(),
                              "val_loss": val_loss.flatten().tolist(), "val_acc": val_acc.flatten().tolist()})
@@ -150,7 +154,7 @@ class Trainer:
                 test_acc_end=float(test_end[s, r]), test_acc_early_stop=float(test_best[s, r]),
                 train_seconds=seconds / self.K, steps=self.step - self.schedule.start,
                 extra={"group_size": self.K, "resumed_from_step": self.resumed_from_step, "lanes": self.lanes,
-                       "scripted": scripted})
+                       "scripted": scripted, "diverged_step": int(self.diverged[s, r]) if self.diverged[s, r] >= 0 else None})
         return out
 
     # --- programs: what the loop steps -------------------------------------------------------

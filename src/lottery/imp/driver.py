@@ -262,6 +262,11 @@ class Experiment:
             self.reporter.finish()
         return self.store.run_dir
 
+    def diverged_units(self) -> list[str]:
+        """The finished units whose loss stopped being finite (by key)."""
+        return [f"{s['branch']} level {s['level']} seed {s['seed']} (step {s['diverged_step']})"
+                for s in self.store.summaries() if s.get("diverged_step") is not None and s["seed"] in self.cfg.seeds]
+
     def _summary(self, job: Job, res: ReplicateResult) -> dict:
         unit, rep = job.unit, job.replicate
         total = sum(rep.init[n].numel() for n in self.param_names)
@@ -274,7 +279,7 @@ class Experiment:
             "val_acc_end": res.val_acc_end, "early_stop_step": res.early_stop_step,
             "steps": res.steps, "samples": samples, "train_seconds": res.train_seconds,
             "group_size": res.extra["group_size"], "lanes": res.extra["lanes"], "scripted": res.extra["scripted"],
-            "resumed_from_step": res.extra["resumed_from_step"],
+            "resumed_from_step": res.extra["resumed_from_step"], "diverged_step": res.diverged_step,
             "rewind_step": self.rewind_step, "params_total": total, "params_alive": alive,
             # forward + backward ≈ 6 FLOPs per weight per example; effective counts only unpruned weights
             "train_flops_dense": 6 * total * samples, "train_flops_effective": 6 * alive * samples,
