@@ -8,7 +8,17 @@ import sys
 import time
 
 import torch
-from common import DEVICE, ON_CPU, mnist, on_device, replicates, result, synchronize, tiny_eval, trainer
+from common import (
+    DEVICE,
+    ON_CPU,
+    mnist,
+    on_device,
+    replicates,
+    result,
+    synchronize,
+    tiny_eval,
+    trainer,
+)
 
 from lottery.config import TrainConfig
 

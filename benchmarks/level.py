@@ -11,7 +11,17 @@ import tempfile
 import time
 from dataclasses import replace
 
-from common import DEVICE, alternate, mnist, naive_train, on_device, result, spread, synchronize, tiny_eval
+from common import (
+    DEVICE,
+    alternate,
+    mnist,
+    naive_train,
+    on_device,
+    result,
+    spread,
+    synchronize,
+    tiny_eval,
+)
 
 from lottery.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from lottery.engine import Options

@@ -24,8 +24,18 @@ timing, is not measured there.
 
 import statistics
 
-from common import (ON_CPU, describe_floor, engine_trainer, lenet_flops_per_epoch, matmul_gflops, mnist, result,
-                    spread, step_floor, time_engine)
+from common import (
+    ON_CPU,
+    describe_floor,
+    engine_trainer,
+    lenet_flops_per_epoch,
+    matmul_gflops,
+    mnist,
+    result,
+    spread,
+    step_floor,
+    time_engine,
+)
 
 ROUNDS = 5
 STEPS = round(55_000 / 60)  # one epoch

@@ -10,7 +10,15 @@ evaluation for each.
 import time
 
 import torch
-from common import DEVICE, mnist, naive_train, on_device, result, synchronize, time_engine
+from common import (
+    DEVICE,
+    mnist,
+    naive_train,
+    on_device,
+    result,
+    synchronize,
+    time_engine,
+)
 
 from lottery.models import build
 

@@ -14,7 +14,15 @@ CUDA graph, and the bounds, CPU kernel timings, are not measured."""
 
 import statistics
 
-from common import ON_CPU, describe_floor, engine_trainer, result, spread, step_floor, time_engine
+from common import (
+    ON_CPU,
+    describe_floor,
+    engine_trainer,
+    result,
+    spread,
+    step_floor,
+    time_engine,
+)
 
 from lottery.config import DataConfig
 from lottery.data import load_dataset

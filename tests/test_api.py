@@ -75,7 +75,7 @@ def test_clear_errors(tmp_path):
         lottery.find_ticket(lambda: nn.Sequential(nn.Tanh()), train=data(100, 1), test=data(50, 2), store=tmp_path)
     with pytest.raises(ConfigError, match=r"does not fit the model"):
         lottery.find_ticket(lambda: TanhNet(), train=(torch.randn(100, 7), torch.zeros(100).long()),
-                            test=data(50, 2), store=tmp_path)
+                            test=(torch.randn(50, 7), torch.zeros(50).long()), store=tmp_path)
     with pytest.raises(ConfigError, match="unknown training option"):
         lottery.find_ticket(lambda: TanhNet(), train=data(100, 1), test=data(50, 2), store=tmp_path, learning_rate=1)
     with pytest.raises(ConfigError, match="must be an nn.Module or a function returning one"):

@@ -66,7 +66,7 @@ def test_run_show_plot_end_to_end(tmp_path, capsys):
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "accuracy.png").exists() and (tmp_path / "figs" / "accuracy.svg").exists()
     assert main(["status", str(run_dir)]) == 0
-    assert "14/14 units done (finished)" in capsys.readouterr().out
+    assert "14/14 units done, 0 running, 0 waiting (finished)" in capsys.readouterr().out
     assert main(["presets"]) == 0 and "lenet-mnist-quick" in capsys.readouterr().out
 
 

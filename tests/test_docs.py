@@ -21,3 +21,14 @@ def test_the_readmes_branch_table_is_the_catalogue(capsys):
 def test_the_readme_says_what_the_tool_is_for_and_how_intervals_are_made():
     assert "classification" in README.split("## Set up and run")[0], "said up front: the tool is for classifiers"
     assert "mean ± std" not in README and "95% CI" in README
+
+
+def test_the_fault_catalogue_documents_every_tested_case():
+    import test_faults
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "faults.md").read_text()
+    ids = [c[0] for c in test_faults.CLI_CASES + test_faults.API_CASES]
+    ids += ["disk-full", "sigint", "sigterm", "ctrl-c-while-torch-loads"]
+    missing = [i for i in ids if f"| {i} |" not in text]
+    assert not missing, f"docs/faults.md lacks {missing}"
+    assert len(ids) >= 25

@@ -37,7 +37,8 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path, capsys)
     from lottery.cli import main
     assert main(["status", str(run_dir)]) == 0
     status = capsys.readouterr().out
-    assert "units done (running or killed)" in status and "in training: level_01" in status and "ETA" in status
+    assert "units done, 0 running" in status and "(killed)" in status, "its claims died with it"
+    assert "in training: level_01" in status and "ETA" in status
 
     resumed = cli(tmp_path / "b")
     out, err = resumed.communicate(timeout=300)

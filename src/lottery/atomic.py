@@ -51,8 +51,10 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves the old file and no debris
+        if isinstance(e, OSError) and e.errno is not None:  # name the file asked for, not the temporary one
+            raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     _sync_folder(path.parent)
 

@@ -21,6 +21,10 @@ class StoreError(LotteryError, RuntimeError):
     """The store cannot be used (unwritable, locked, or holds a different experiment)."""
 
 
+class ExecutorError(LotteryError, RuntimeError):
+    """An executor lost work for good (a cluster that went away): what is done is kept."""
+
+
 class UsageError(LotteryError):
     """A command-line flag or argument that is not allowed."""
 
@@ -36,6 +40,10 @@ class StoreWarning(LotteryWarning):
 class EngineWarning(LotteryWarning):
     """The engine took a slower road than asked (a step left uncompiled, a model trained one
     replicate at a time), and says why; the numbers are unaffected."""
+
+
+class DivergenceWarning(LotteryWarning):
+    """Some trainings diverged (a loss that stopped being finite): recorded, and never a ticket."""
 
 
 class DataWarning(LotteryWarning):

@@ -186,6 +186,21 @@ class RunStore:
         self._claims[unit] = f
         return True
 
+    def note_holder(self, unit: Unit, info: dict) -> None:
+        """Add `info` (the node training it) to what the lock file of a unit this process holds says."""
+        f = self._claims.get(unit)
+        if f is None:
+            return
+        f.seek(0)
+        try:
+            held = json.loads(f.read() or "{}")
+        except json.JSONDecodeError:
+            held = {}
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({**held, **info}))
+        f.flush()
+
     def release(self, unit: Unit) -> None:
         f = self._claims.pop(unit, None)
         if f is not None:
@@ -248,6 +263,9 @@ class RunStore:
             assert isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
             raise DamagedFile(path, "not a manifest (truncated or altered)") from None
+        if isinstance(manifest.get("format"), int) and manifest["format"] > FORMAT:  # never "repaired": not ours to judge
+            raise StoreError(f"{self.run_dir} was written by a newer lottery (store format {manifest['format']}; this "
+                             f"one reads format {FORMAT} and older): upgrade lottery, or use another --store")
         return files
 
     def problem(self, unit: Unit) -> str | None:

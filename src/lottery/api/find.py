@@ -26,7 +26,7 @@ from lottery.config import (
     TrainConfig,
 )
 from lottery.data import split_validation
-from lottery.errors import ConfigError, InitWarning
+from lottery.errors import ConfigError, DivergenceWarning, InitWarning
 from lottery.imp.driver import Experiment, RunOptions
 from lottery.progress import duration, reporter_for
 from lottery.pruning import prunable_names
@@ -37,7 +37,8 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
                 prunable: list[str] | None = None, validation_size: int | None = None, rate: float = 0.2,
                 output_rate: float = 0.1, scope: str = "layerwise", rewind_step: str = "0", init_fn=None,
                 fresh: bool = False, progress: bool | None = None, device: str = "auto", length: str = "20ep",
-                eval_every: str = "0.5ep", delta: float = 0.005, **training) -> Ticket:
+                eval_every: str = "0.5ep", delta: float = 0.005, executor: str = "local", address: str | None = None,
+                **training) -> Ticket:
     """Iterative magnitude pruning with rewinding, its controls (`branches`), and the verdict, on
     your own classifier and data.
 
@@ -49,6 +50,8 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
     epochs ('20ep'); `training`: any other TrainConfig field (optimizer, lr, batch_size, ...).
     `device`: auto, cpu, cuda or cuda:N. `progress`: None shows it where stderr is a terminal or a
     notebook. `delta`: the matching margin of the verdict (0.005: half a point of accuracy).
+    `executor`: "local" (this machine) or "ray" (Ray tasks: a local instance, or the cluster at
+    `address`; the numbers are the same either way).
 
     The run is stored like any other, named by a fingerprint of your model's code, initial values
     and data: calling again with the same ones reuses what is done and resumes the rest (more
@@ -61,6 +64,12 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
                           f"{', '.join(sorted(allowed))}")
     x, y = _examples(train, "train")
     test_x, test_y = _examples(test, "test")
+    if x.shape[1:] != test_x.shape[1:]:
+        raise ConfigError(f"train inputs have shape {tuple(x.shape[1:])} but test inputs {tuple(test_x.shape[1:])}: "
+                          "they must match")
+    bad_seeds = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
+    if bad_seeds:
+        raise ConfigError(f"seeds must be integers; got {bad_seeds}")
     user = UserModel(model, init_fn)
     template = user.template
     names = list(prunable) if prunable is not None else prunable_names(template)
@@ -82,7 +91,8 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
         prune=PruneConfig(rate=rate, output_rate=output_rate, scope=scope), rewind_step=str(rewind_step),
         levels=levels, seeds=tuple(seeds), branches=tuple(branches))
     show = _interactive() if progress is None else progress
-    options = RunOptions(store=Path(store) if store else default_root(), engine=engine.Options(device=device))
+    options = RunOptions(store=Path(store) if store else default_root(), engine=engine.Options(device=device),
+                         executor=executor, address=address)
     exp = Experiment(cfg, options, data=data, reporter=reporter_for(quiet=not show), model_factory=user.build,
                      prunable=names)
     if not code.complete and any(exp.store.is_done(u) for u in _all_units(cfg)):
@@ -91,6 +101,10 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
                       "fresh=True after such a change", InitWarning, stacklevel=2)
     print(_plan_line(exp, cfg, template, data), file=sys.stderr)
     run_dir = exp.run()
+    gone = exp.diverged_units()
+    if gone:
+        warnings.warn(f"{len(gone)} training(s) diverged (their loss stopped being finite), e.g. {gone[0]}: the "
+                      "verdict counts none of them as a ticket; a lower lr may help", DivergenceWarning, stacklevel=2)
     results = table(RunStore(run_dir))
     atomic.write_bytes(run_dir / "results.csv", results.to_csv(index=False).encode())
     return Ticket(run_dir, results, verdicts(results, delta=delta, seeds=cfg.seeds), cfg.seeds, user)
@@ -109,6 +123,8 @@ def _examples(data, name: str) -> tuple[torch.Tensor, torch.Tensor]:
             raise ConfigError(f"{name} must be (x, y) tensors or a map-style dataset of (x, y) pairs: {e}") from None
     if len(x) != len(y):
         raise ConfigError(f"{name}: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise ConfigError(f"{name} has no examples")
     classification = ("find_ticket is for classification: the labels must be class indices 0, 1, 2, … "
                       "(one integer per example)")
     if y.dim() != 1:

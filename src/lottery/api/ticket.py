@@ -70,6 +70,11 @@ class Ticket:
         `lottery.bake(module)` makes the zeros plain weights again; `keep_mask=False` gives them so."""
         unit = self._unit(level, seed)
         store = RunStore(self.run_dir)
+        diverged = store.summary(unit).get("diverged_step")
+        if trained and diverged is not None:
+            raise ConfigError(f"the ticket at level {unit.level}, seed {unit.seed} diverged (its loss stopped being "
+                              f"finite at step {diverged}): its trained weights are not a network; trained=False "
+                              "gives its starting weights")
         module = self._model.build(0)
         module.load_state_dict({**module.state_dict(), **store.weights(unit, "final" if trained else "init")})
         if keep_mask:

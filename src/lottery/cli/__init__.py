@@ -74,7 +74,10 @@ _python_show_warning = warnings.showwarning
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a mistake argparse has already said in one line
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     if args.command is None:  # bare `lottery`: what it can do
         parser.print_help()
         return 0

@@ -43,15 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
     r.add_argument("--lanes", type=int,
                    help="on the CPU, train each level in this many single-threaded lanes side by side, split "
-                        "by seed (by branch when there is one seed); default: one per thread when there are at "
-                        "least as many seeds (or branches), else 1; 1: one program on all threads")
+                        "by seed (by branch when there is one seed); default: one per thread, up to the units; "
+                        "the numbers are the same either way")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between in-training checkpoints")
     r.add_argument("--no-vectorise", action="store_true", help="train units one at a time")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (default): on this machine; ray: as Ray tasks, on a local Ray instance or the "
+                        "cluster at --address (needs the extra: pip install 'lottery[ray]'; docs/cluster.md)")
+    r.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: the Ray cluster's head to join")
+    r.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+                   help="with --executor ray: the CPUs (torch threads) each task asks for (default 1)")
     r.add_argument("--engine", default="auto", metavar="STACK",
                    help="how replicates are stacked (lottery.engine.stacked): auto (default) picks hand-written "
-                        "kernels for ReLU MLPs, each replicate's own module calls in lanes for convolutional "
-                        "networks, torch.func.vmap for other models, one replicate at a time for models vmap "
-                        "cannot run (dropout, ops vmap lacks); or name one: mlp, modules, vmap, loop")
+                        "kernels for ReLU MLPs, each replicate's own module calls in lanes for other models, one "
+                        "replicate at a time for models with randomness (dropout); or name one: mlp, modules, "
+                        "loop, vmap (vmap's numbers depend on the group: see --layout-dependent)")
+    r.add_argument("--layout-dependent", action="store_true",
+                   help="allow the faster paths whose numbers depend on which units train together and on the "
+                        "threads: a unit training alone on all threads, vmap for models that do not convolve "
+                        "(recorded with the run; by default a unit's numbers depend on its config, seeds and "
+                        "device alone)")
     r.add_argument("--device", default="auto",
                    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     r.add_argument("--no-cuda-graphs", action="store_true",

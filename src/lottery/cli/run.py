@@ -86,8 +86,12 @@ def cmd_run(args) -> int:
         raise UsageError(f"--lanes {args.lanes} must be at least 1 (1: no lanes)")
     _set_threads(args.threads)
     how = engine.Options(device=args.device, stack=args.engine, script=not args.no_script,
-                         cuda_graphs=not args.no_cuda_graphs, lanes=args.lanes, checkpoint_every=args.checkpoint_every)
-    options = RunOptions(store=args.store, data_dir=args.data_dir, engine=how, vectorise=not args.no_vectorise)
+                         cuda_graphs=not args.no_cuda_graphs, lanes=args.lanes, checkpoint_every=args.checkpoint_every,
+                         independent=not args.layout_dependent)
+    if args.address and args.executor != "ray":
+        raise UsageError("--address names a Ray cluster: use it with --executor ray")
+    options = RunOptions(store=args.store, data_dir=args.data_dir, engine=how, vectorise=not args.no_vectorise,
+                         executor=args.executor, address=args.address, cpus_per_task=args.cpus_per_task)
     rewinds = [k.strip() for k in args.rewind_steps.split(",") if k.strip()] if args.rewind_steps else []
     configs = [replace(cfg, rewind_step=k) for k in rewinds] or [cfg]
     from lottery.imp.driver import Experiment

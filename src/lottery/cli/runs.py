@@ -16,6 +16,18 @@ def _find(args):
     return _find_one(args.run, args.store)
 
 
+def _output_folder(out) -> Path:
+    """--out as a folder this command can write, checked before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder (it is made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot use it as a folder ({e.strerror or e})") from None
+    return out
+
+
 def _finished_table(store):
     from lottery.analysis.table import table
 
@@ -73,7 +85,7 @@ def cmd_plot(args) -> int:
     from lottery.analysis.table import histories
 
     store = _find(args)
-    out = Path(args.out) if args.out else store.run_dir / "figures"
+    out = _output_folder(args.out) if args.out else store.run_dir / "figures"
     for path in all_figures(_finished_table(store), histories(store), out).values():
         print(path)
     return 0
@@ -84,6 +96,7 @@ def cmd_report(args) -> int:
     from lottery.cli.run import parse_seeds
 
     stores = [_find_one(name, args.store) for name in args.runs]
+    _output_folder(args.out)
     seeds = parse_seeds(args.seeds) if args.seeds else None
     for s in stores:
         df = _finished_table(s)
@@ -113,11 +126,18 @@ def cmd_export(args) -> int:
             import pyarrow  # noqa: F401  (pandas writes Parquet through it)
         except ImportError:
             raise UsageError("Parquet needs pyarrow: pip install 'lottery[parquet]' (or export .csv or .json)") from None
-        df.to_parquet(args.out, index=False)
+        import io
+
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
     elif fmt == "json":
-        df.to_json(args.out, orient="records", indent=1)  # one object per row, NaN as null
+        data = df.to_json(orient="records", indent=1).encode()  # one object per row, NaN as null
     else:
-        df.to_csv(args.out, index=False)
+        data = df.to_csv(index=False).encode()
+    from lottery import atomic
+
+    atomic.write_bytes(Path(args.out), data)  # whole or not at all
     print(args.out)
     return 0
 

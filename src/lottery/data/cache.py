@@ -16,10 +16,11 @@ def cache_dir() -> Path:
     return Path(base) / "lottery"
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_tensors(path, tensors)
+    atomic.write_tensors(path, tensors, metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A cached file's tensors (lottery.atomic.DamagedFile when it is damaged: the caller rebuilds it)."""
     return atomic.read_tensors(path)

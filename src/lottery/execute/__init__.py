@@ -8,19 +8,22 @@ this machine) and hands each result to `work.finish` as it comes; finishing a un
 others ready (a seed's level L needs its level L−1 ticket). It stops when nothing is ready and
 nothing is in flight.
 
-An executor may group, order and place units as it likes, and a unit's numbers must not depend
-on it: they are a function of the unit's inputs, the training configuration, the device and the
-threads (one exception today: on a CPU, lanes over one seed's branches change them at float
-rounding; engine/lanes.py).
+An executor may group, order and place units as it likes, and a unit's numbers do not depend on
+it: they are a function of the unit's inputs, the training configuration and the device
+(lottery.engine.options: independence).
+
+    local.py  on this machine: a level's ready units as one vectorised program
+    ray.py    Ray tasks, on this machine or a cluster; the driver stays the store's only writer
 """
 
 from lottery.errors import ConfigError
 from lottery.execute.local import LocalExecutor
+from lottery.execute.ray import RayExecutor
 from lottery.execute.work import Executor, Job, Reporter, Work
 
-__all__ = ["EXECUTORS", "Executor", "Job", "LocalExecutor", "Reporter", "Work", "make"]
+__all__ = ["EXECUTORS", "Executor", "Job", "LocalExecutor", "RayExecutor", "Reporter", "Work", "make"]
 
-EXECUTORS = {"local": LocalExecutor}
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
 
 
 def make(name: str, **options) -> Executor:

@@ -57,6 +57,7 @@ class Work(Protocol):
     def ready(self) -> list[Job]: ...  # jobs whose inputs are done, claimed for this process, each handed out once
     def wait(self) -> bool: ...  # nothing ready: wait a moment if others hold needed units; False: all done
     def finish(self, job: Job, result: ReplicateResult) -> None: ...  # record a trained unit (releases its claim)
+    def running(self, jobs: list[Job], where: dict) -> None: ...  # where jobs train (a node), for `lottery status`
     def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint: ...  # a training's state
     def describe(self, jobs: list[Job]) -> str: ...  # a group's name in progress displays
 

@@ -53,8 +53,10 @@ class RunOptions:
     store: Path | None = None
     data_dir: str | None = None
     engine: EngineOptions = EngineOptions()
-    executor: str = "local"
-    vectorise: bool = True  # local executor: a level's units as one program
+    executor: str = "local"  # local | ray
+    vectorise: bool = True  # a level's units (the local executor), a seed's (Ray), as one program
+    address: str | None = None  # ray: a cluster's head (None: a local Ray instance)
+    cpus_per_task: int = 1  # ray: the CPUs (torch threads) each task asks for
 
 
 def check_names(cfg: ExperimentConfig, custom_data: bool = False, custom_model: bool = False) -> None:
@@ -87,7 +89,8 @@ class Experiment:
         self.cfg, self.options = cfg, options
         self.train_config, self.augment = cfg.train, cfg.data.augment
         self.reporter = reporter or Reporter()
-        self.executor = executor or execute.make(options.executor, vectorise=options.vectorise)
+        ray = {"address": options.address, "cpus": options.cpus_per_task} if options.executor == "ray" else {}
+        self.executor = executor or execute.make(options.executor, vectorise=options.vectorise, **ray)
         self.data = data if data is not None else load_dataset(cfg.data, options.data_dir)
         self.build_model = model_factory or (lambda seed: models.build(
             cfg.model.name, self.data.input_shape, self.data.num_classes, seed))
@@ -101,6 +104,9 @@ class Experiment:
         self.train_data = self.data.to(self.plan.device)  # moved once; scores and branches use the CPU copy
         n = len(self.data.train_x)
         self.total_steps = cfg.train.total_steps(n)
+        if cfg.train.batch_size > n:
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {n} training examples "
+                              f"(after {len(self.data.val_x)} are held out for validation)")
         self.rewind_step = to_steps(cfg.rewind_step, cfg.train.steps_per_epoch(n))
         if self.rewind_step > self.total_steps:
             raise ConfigError(f"rewind_step={cfg.rewind_step} ({self.rewind_step} steps) is past the end of "
@@ -108,6 +114,7 @@ class Experiment:
         self.store = RunStore.create(options.store or default_root(), cfg)
         self._imp_masks: dict[tuple[int, int], dict] = {}
         self._handed: set[Unit] = set()  # units this process took on (claimed, then written)
+        self._written: list[str] = []  # the units this invocation wrote, by key (its log says which)
         self._waiting_for: list[Unit] = []
         self._holder = {"invocation": f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"}
 
@@ -230,7 +237,13 @@ class Experiment:
         summary = {**self._summary(job, result), **BRANCHES[job.unit.branch].measured(self, job.unit, result)}
         self.store.write_unit(job.unit, weights, result.history, summary)
         self.store.release(job.unit)
+        self._written.append(job.unit.key)
         self.reporter.unit_finished(job.unit, summary, result.history)
+
+    def running(self, jobs: list[Job], where: dict) -> None:
+        """Where the executor is training these jobs (a node): kept with their claims for `lottery status`."""
+        for job in jobs:
+            self.store.note_holder(job.unit, where)
 
     def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint:
         return self.store.checkpoint(name, units)
@@ -257,7 +270,8 @@ class Experiment:
             self.executor.run(self)
             outcome = "finished"
         finally:
-            self.store.log_invocation({"event": outcome, "time": time.time(), "seconds": time.time() - started, **record})
+            self.store.log_invocation({"event": outcome, "time": time.time(), "seconds": time.time() - started,
+                                       "units_written": self._written, **record})
             self.store.release_all()
             self.reporter.finish()
         return self.store.run_dir
