@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -67,11 +68,15 @@ def main() -> None:
         b = barriers(runs)
         for k, g in b.groupby("k"):
             g = g.sort_values("weights")
-            ax.errorbar(100 * g.weights, g.barrier, yerr=g.sd, marker="o", ms=3, capsize=2, label=f"k = {k} steps")
+            low = [min(sd, m) for m, sd in zip(g.barrier, g.sd)]  # a barrier is never below 0
+            ax.errorbar(100 * g.weights, g.barrier, yerr=[low, g.sd], marker="o", ms=3, capsize=2, label=f"k = {k} steps")
         ax.set_xscale("log")
+        ticks = [t for t in (100, 80, 60, 40, 30, 20, 15, 10) if 100 * b.weights.min() * 0.95 <= t <= 100]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # plain numbers, not 6×10¹
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.invert_xaxis()
         ax.set_xlabel("weights remaining (%)")
-        ax.set_ylabel("error barrier (points)")
+        ax.set_ylabel("error barrier (points; ±1 sd over seeds)")
         ax.set_title(name)
         ax.axhline(2, color="grey", lw=0.8, ls=":")
         ax.legend(fontsize=8)
