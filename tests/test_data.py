@@ -119,3 +119,37 @@ def test_a_hanging_network_costs_seconds(monkeypatch):
     with pytest.raises(OSError, match="timed out"):
         mnist._fetch("https://mirror.invalid/x.gz")
     assert clock.perf_counter() - start < 2
+
+
+def test_an_altered_mnist_cache_is_never_used(tmp_path):
+    """Labels zeroed in the cached arrays (same shapes, a valid file): caught against the
+    original files' MD5s on load, dropped, and the sources tried instead (none here: offline)."""
+    from lottery.data.cache import cache_dir, save_tensors
+    from lottery.errors import DataError, DataWarning
+
+    arrays = {"train_images": torch.zeros(3, 28, 28, dtype=torch.uint8), "train_labels": torch.zeros(3, dtype=torch.uint8),
+              "test_images": torch.zeros(2, 28, 28, dtype=torch.uint8), "test_labels": torch.zeros(2, dtype=torch.uint8)}
+    save_tensors(cache_dir() / mnist.CACHE_NAME, arrays)
+    with pytest.warns(DataWarning, match="is not MNIST"), pytest.raises(DataError, match="damaged: dropped"):
+        mnist.load()
+    assert not (cache_dir() / mnist.CACHE_NAME).exists()
+
+
+def test_an_altered_mnist1d_cache_is_generated_again(tmp_path):
+    from lottery.data import mnist1d
+    from lottery.data.cache import cache_dir
+    from lottery.errors import DataWarning
+
+    first = mnist1d.load()
+    path = cache_dir() / mnist1d.CACHE_NAME
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(path))
+    t["y"] = torch.zeros_like(t["y"])  # re-saved by another tool: no digest of ours
+    save_file(t, str(path))
+    with pytest.warns(DataWarning, match="damaged or altered"):
+        again = mnist1d.load()
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.warns(DataWarning, match="damaged or altered"):
+        assert torch.equal(mnist1d.load()[1], first[1])

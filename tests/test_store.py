@@ -156,3 +156,46 @@ def test_a_store_path_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "runs").write_text("")
     with pytest.raises(StoreError, match="is a file, not a folder"):
         RunStore.create(tmp_path / "runs", tiny_config())
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_pickles_are_refused_and_nothing_runs(tmp_path, capsys):
+    """A pickle where a checkpoint or a unit's weights belong is damage: reported and recomputed,
+    never unpickled (the store reads safetensors only)."""
+    import pickle
+
+    from lottery.cli import main
+
+    argv = ["run", "synthetic-tiny", "--quiet", "--levels", "1", "--store", str(tmp_path / "store")]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in (tmp_path / "store").iterdir() if (p / "config.json").exists()]
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Payload(marker))
+    (run_dir / "units/level_01/imp/seed_0/final.safetensors").write_bytes(evil)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / "checkpoints/level_01-planted.safetensors").write_bytes(evil)
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "unit level_01/imp/seed_0: final.safetensors fails its checksum" in err
+    assert "level_01-planted.safetensors is damaged; removed" in err
+    assert not (run_dir / "checkpoints/level_01-planted.safetensors").exists()
+    assert not marker.exists(), "nothing was unpickled"
+    assert RunStore(run_dir).is_done(Unit(1, "imp", 0)), "recomputed"
+    assert list((run_dir / "damaged").iterdir()), "the damaged unit kept for inspection"
+    planted = run_dir / "checkpoints/level_01-evil.safetensors"
+    planted.write_bytes(evil)
+    with pytest.raises(atomic.DamagedFile):
+        atomic.read_tensors(planted)
+    with pytest.warns(StoreWarning, match="discarded, its training starts over"):
+        assert RunStore(run_dir).checkpoint("level_01-evil").load() is None
+    assert not marker.exists()

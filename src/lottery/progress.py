@@ -114,7 +114,8 @@ class LineReporter(Reporter):
         t, self._last = self.tally, time.monotonic()
         parts = [self.description or "starting", f"{t.done}/{t.total} units", f"step {t.step}/{t.steps}"]
         if t.metrics:
-            parts += [f"train loss {t.metrics['train_loss']:.4g}", f"val acc {100 * t.metrics['val_acc']:.2f}%"]
+            loss = t.metrics["train_loss"]
+            parts += ([f"train loss {loss:.4g}"] if loss == loss else []) + [f"val acc {100 * t.metrics['val_acc']:.2f}%"]
         parts.append(f"ETA {duration(t.eta(self.done_at_start))}")
         print("lottery: " + " · ".join(parts), file=self.stream, flush=True)
 

@@ -388,15 +388,19 @@ class RunStore:
         return Checkpoint(self.run_dir / "aux" / f"{name}.safetensors")
 
     def tidy(self, units: list[Unit]) -> int:
-        """Remove what dead writers left: their temporary files, and checkpoints whose units are
-        all done (a group killed while its units were being written). How many files went."""
+        """Remove what dead writers left: their temporary files, checkpoints whose units are all
+        done (a group killed while its units were being written), and damaged checkpoints (files
+        are renamed into place whole, so one that does not read is damage). How many files went."""
         removed = atomic.remove_stale(self.run_dir)
         done = {u.key for u in units if self.is_done(u)}
         for ckpt in (self.run_dir / "checkpoints").glob("*.safetensors"):
             try:
                 keys = json.loads(atomic.read_metadata(ckpt).get("units", "null"))
             except (DamagedFile, json.JSONDecodeError):
-                continue  # a damaged one is discarded when its group loads it
+                warnings.warn(f"checkpoint {ckpt} is damaged; removed", StoreWarning, stacklevel=2)
+                ckpt.unlink(missing_ok=True)
+                removed += 1
+                continue
             if keys and all(k in done for k in keys):
                 ckpt.unlink(missing_ok=True)
                 removed += 1
