@@ -153,3 +153,11 @@ def test_an_altered_mnist1d_cache_is_generated_again(tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # truncated
     with pytest.warns(DataWarning, match="damaged or altered"):
         assert torch.equal(mnist1d.load()[1], first[1])
+
+
+def test_every_dataset_declares_its_example_shape():
+    from lottery.data import DATASETS
+
+    d = load_dataset(DataConfig("synthetic", 200))
+    assert DATASETS["synthetic"].input_shape == d.input_shape
+    assert all(len(s.input_shape) >= 1 for s in DATASETS.values())

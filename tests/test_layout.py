@@ -17,7 +17,7 @@ FLOORS = [  # top first
     {"lottery.analysis", "lottery.presets", "lottery.progress"},
     {"lottery.imp"},
     {"lottery.execute"},
-    {"lottery.engine"},
+    {"lottery.engine", "lottery.sparse"},
     {"lottery.store", "lottery.models", "lottery.data"},
     {"lottery.config"},
     {"lottery.seeds", "lottery.atomic", "lottery.version", "lottery.pruning"},

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from lottery import pruning
+from lottery.errors import ConfigError
 
 
 def weights_and_mask(seed=0):
@@ -81,3 +83,47 @@ def test_prune_count_rounds_half_up_and_caps():
     assert pruning.prune_count(10, 0.25) == 3
     assert pruning.prune_count(235200, 0.2) == 47040
     assert pruning.prune_count(3, 0.99) == 3
+
+
+def test_n_of_m_keeps_the_largest_n_in_every_group_exactly():
+    from lottery.pruning.nm import keep_n_of_m, satisfies
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 16)
+    for n, m in ((2, 4), (4, 8), (1, 4)):
+        mask = keep_n_of_m(w.abs(), torch.ones_like(w, dtype=torch.bool), n, m)
+        assert satisfies(mask, n, m) and int(mask.sum()) == w.numel() * n // m, "exactly N of every M"
+        groups, kept = w.abs().reshape(-1, m), mask.reshape(-1, m)
+        assert bool((groups[kept].reshape(-1, n).min(1).values >= groups.masked_fill(kept, -1).max(1).values).all())
+    partial = torch.ones(4, 8, dtype=torch.bool)
+    partial[:, ::2] = False  # 4 of every 8 dead already
+    assert torch.equal(keep_n_of_m(torch.rand(4, 8), partial, 4, 8), partial), "groups at N or fewer keep theirs"
+    odd = torch.ones(3, 10, dtype=torch.bool)
+    assert torch.equal(keep_n_of_m(torch.rand(3, 10), odd, 2, 4), odd), "rows that do not divide: left as they are"
+
+
+def test_imp_with_n_of_m_structure_stays_n_of_m_through_training(tmp_path):
+    """Each IMP level keeps one fewer of every M (3:4, 2:4, 1:4); the trained weights, and the
+    one-shot masks beside them, keep the structure exactly."""
+    from dataclasses import replace
+
+    from conftest import tiny_config
+
+    from lottery.config import PruneConfig
+    from lottery.imp.driver import Experiment, RunOptions
+    from lottery.pruning.nm import satisfies
+    from lottery.store import RunStore, Unit
+
+    cfg = replace(tiny_config(), prune=PruneConfig(scope="nm", nm_group=4), levels=3, seeds=(0,),
+                  branches=("imp", "oneshot"))
+    store = RunStore(Experiment(cfg, RunOptions(store=tmp_path)).run())
+    for level in (1, 2, 3):
+        for branch in ("imp", "oneshot"):
+            unit = Unit(level, branch, 0)
+            mask, final = store.mask(unit), store.weights(unit, "final")
+            for name, m in mask.items():
+                assert satisfies(m, 4 - level, 4), (branch, level, name)
+                assert satisfies(final[name] != 0, 4 - level, 4), "training kept the structure"
+        assert store.summary(Unit(level, "imp", 0))["fraction_remaining"] == pytest.approx((4 - level) / 4, abs=0.02)
+    with pytest.raises(ConfigError, match="has 3 levels"):
+        Experiment(replace(cfg, levels=4), RunOptions(store=tmp_path))

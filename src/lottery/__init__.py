@@ -2,7 +2,7 @@
 
 from lottery.version import __version__
 
-__all__ = ["Ticket", "__version__", "bake", "find_ticket"]
+__all__ = ["Ticket", "__version__", "bake", "find_ticket", "load_ticket", "sparse"]
 
 
 def __getattr__(name):
@@ -11,4 +11,8 @@ def __getattr__(name):
         from lottery import api
 
         return getattr(api, name)
+    if name in ("load_ticket", "sparse"):
+        import lottery.sparse
+
+        return lottery.sparse if name == "sparse" else lottery.sparse.load_ticket
     raise AttributeError(f"module 'lottery' has no attribute {name!r}")

@@ -28,7 +28,7 @@ AUGMENTATIONS = ("none", "crop_flip")
 # Settings added after the schema's first version enter the hash only when they differ from these
 # values, so every earlier experiment keeps its hash (and its run directory).
 HASHED_WHEN_SET = {"data": {"fingerprint": "", "augment": "none"}, "model": {"fingerprint": ""},
-                   "prune": {"conv_rate": None}}
+                   "prune": {"conv_rate": None, "nm_group": 4}}
 _LENGTH = re.compile(r"^(\d+)$|^(\d+(?:\.\d+)?)ep$")
 
 
@@ -129,11 +129,14 @@ class PruneConfig:
     rate: float = 0.2  # fraction of the remaining weights removed per level (hidden layers)
     output_rate: float = 0.1  # the same for the output layer (the paper prunes it at half rate)
     conv_rate: float | None = None  # layerwise: the rate of convolutional layers (None: `rate`)
+    nm_group: int = 4  # scope nm: M, the group size (each level keeps one fewer of every M: 3:4, 2:4, 1:4)
 
     def __post_init__(self):
         _check(self.conv_rate is None or 0 <= self.conv_rate < 1, f"prune.conv_rate={self.conv_rate} must be in [0, 1)")
         _check(self.strategy == "magnitude", f"prune.strategy={self.strategy!r} is unknown; choose magnitude")
-        _check(self.scope in ("layerwise", "global"), f"prune.scope={self.scope!r} is unknown; choose layerwise or global")
+        _check(self.scope in ("layerwise", "global", "nm"),
+               f"prune.scope={self.scope!r} is unknown; choose layerwise, global or nm")
+        _check(self.nm_group in (2, 4, 8, 16), f"prune.nm_group={self.nm_group} must be 2, 4, 8 or 16")
         _check(0 <= self.rate < 1, f"prune.rate={self.rate} must be in [0, 1)")
         _check(0 <= self.output_rate < 1, f"prune.output_rate={self.output_rate} must be in [0, 1)")
 

@@ -56,6 +56,11 @@ class Ticket:
             raise ConfigError(f"no finished ticket at level {unit.level}, seed {unit.seed} in {self.run_dir}")
         return unit
 
+    def save(self, path, level: int | None = None, seed: int | None = None, at_init: bool = False) -> int:
+        """Write the ticket (default: the verdict's) as a file `lottery.load_ticket(path, model=YourModel())`
+        reads back; trained weights, or with `at_init` the starting ones and the mask. Its size in bytes."""
+        return _save(self, path, level, seed, at_init)
+
     def mask(self, level: int | None = None, seed: int | None = None) -> dict[str, torch.Tensor]:
         """name → bool tensor (True: kept) of the ticket at `level` (default: the verdict's) and `seed`."""
         return RunStore(self.run_dir).mask(self._unit(level, seed))
@@ -82,6 +87,15 @@ class Ticket:
                 owner, attr = _owner(module, name)
                 prune.custom_from_mask(owner, attr, mask.to(getattr(owner, attr).device))
         return module
+
+
+def _save(ticket: "Ticket", path, level=None, seed=None, at_init: bool = False) -> int:
+    from lottery.sparse import ticket_file
+
+    unit = ticket._unit(level, seed)
+    state, masks, info = ticket_file.from_store(RunStore(ticket.run_dir), unit, at_init)
+    info["model_class"] = type(ticket._model.template).__name__
+    return ticket_file.write(Path(path), state, masks, info)
 
 
 def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -10,6 +10,7 @@ from lottery.cli.runs import (
     cmd_report,
     cmd_show,
     cmd_status,
+    cmd_ticket,
 )
 from lottery.version import __version__
 
@@ -101,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--out", required=True, help="output file (.csv, .json or .parquet)")
             s.add_argument("--format", choices=("csv", "json", "parquet"), help="default: from the file name")
         s.set_defaults(func=func)
+
+    tk = sub.add_parser("ticket", help="write a run's ticket to a file (weights, mask, provenance)",
+                        description="Write one unit's ticket as a small, checked safetensors file: its trained "
+                                    "sparse weights (or with --at-init its starting weights and mask: the ticket to "
+                                    "train again), its architecture and where it came from. Load it with "
+                                    "lottery.load_ticket(path).")
+    tk.add_argument("run", help=run_help)
+    tk.add_argument("--level", default="matching",
+                    help="a level number, or 'matching' (default): the sparsest level the verdict calls matching")
+    tk.add_argument("--seed", type=int, help="the seed (default: the run's first)")
+    tk.add_argument("--branch", default="imp", help="the branch (default imp: the ticket itself)")
+    tk.add_argument("--at-init", action="store_true", help="the starting (rewound) weights instead of the trained ones")
+    tk.add_argument("--out", required=True, help="the file to write (.safetensors)")
+    tk.add_argument("--store", help=store_help)
+    tk.set_defaults(func=cmd_ticket)
 
     rp = sub.add_parser("report", help="HTML + Markdown report of one or more runs",
                         description="Write DIR/report.html (self-contained) and DIR/report.md for one or more runs.")

@@ -142,6 +142,34 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ticket(args) -> int:
+    from lottery.sparse import ticket_file
+    from lottery.store import Unit
+
+    store = _find(args)
+    df = _finished_table(store)
+    seed = args.seed if args.seed is not None else int(sorted(df.seed.unique())[0])
+    if args.level == "matching":
+        from lottery.analysis.verdict import verdict
+
+        v = verdict(df)
+        if v.status != "matching":
+            raise UsageError(f"the verdict names no matching level ({v.lines()[0]}); give --level N")
+        level = v.level
+    else:
+        try:
+            level = int(args.level)
+        except ValueError:
+            raise UsageError(f"--level {args.level!r} must be a level number or 'matching'") from None
+    size = ticket_file.write(Path(args.out), *ticket_file.from_store(store, Unit(level, args.branch, seed),
+                                                                      at_init=args.at_init))
+    dense = sum(4 * t.numel() for t in store.weights(Unit(0, "imp", seed), "final").values())
+    print(f"{args.out}: {args.branch} level {level} seed {seed}, {'starting' if args.at_init else 'trained'} "
+          f"weights; {size:,} bytes, {size / dense:.1%} of the dense network's {dense:,}", file=sys.stderr)
+    print(args.out)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from lottery.analysis.compare import compare_runs
 

@@ -43,16 +43,18 @@ class Source:
     load: Callable[[str | None], tuple[torch.Tensor, ...]]
     num_classes: int
     summary: str
+    input_shape: tuple[int, ...] = ()  # one example's shape as `load` gives it (a model is built for it)
 
 
 DATASETS: dict[str, Source] = {
-    "mnist": Source(mnist.examples, 10, "MNIST digits, 60,000 train / 10,000 test, 784 pixels (LeCun et al. 1998)"),
+    "mnist": Source(mnist.examples, 10, "MNIST digits, 60,000 train / 10,000 test, 784 pixels (LeCun et al. 1998)",
+                    (784,)),
     "mnist1d": Source(lambda data_dir: mnist1d.load(), 10,
-                      "MNIST-1D, 4,000 train / 1,000 test, 40 features, generated locally (Greydanus 2020)"),
+                      "MNIST-1D, 4,000 train / 1,000 test, 40 features, generated locally (Greydanus 2020)", (40,)),
     "cifar10": Source(cifar10.examples, 10, "CIFAR-10, 50,000 train / 10,000 test colour images 32×32, from your "
-                      "files (--data-dir; Krizhevsky 2009)"),
+                      "files (--data-dir; Krizhevsky 2009)", (3, 32, 32)),
     "synthetic": Source(lambda data_dir: synthetic.make(), synthetic.NUM_CLASSES,
-                        "a tiny 4-class problem, 1,200 train / 400 test, 20 features, for tests"),
+                        "a tiny 4-class problem, 1,200 train / 400 test, 20 features, for tests", (20,)),
 }
 
 

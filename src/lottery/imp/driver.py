@@ -108,6 +108,10 @@ class Experiment:
             raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {n} training examples "
                               f"(after {len(self.data.val_x)} are held out for validation)")
         self.rewind_step = to_steps(cfg.rewind_step, cfg.train.steps_per_epoch(n))
+        if cfg.prune.scope == "nm" and cfg.levels >= cfg.prune.nm_group:
+            raise ConfigError(f"N:M pruning with prune.nm_group={cfg.prune.nm_group} has {cfg.prune.nm_group - 1} levels "
+                              f"({cfg.prune.nm_group - 1}:{cfg.prune.nm_group} down to 1:{cfg.prune.nm_group}); "
+                              f"levels={cfg.levels} asks for more")
         if self.rewind_step > self.total_steps:
             raise ConfigError(f"rewind_step={cfg.rewind_step} ({self.rewind_step} steps) is past the end of "
                               f"training ({self.total_steps} steps)")
@@ -134,7 +138,8 @@ class Experiment:
                 stored = self.store.mask(prev)
                 previous = {n: stored[n] for n in self.prunable}  # in layer order: the last is the output layer
                 mask = magnitude(self.store.weights(prev, "final"), previous, rate=p.rate,
-                                 output_rate=p.output_rate, scope=p.scope, conv_rate=p.conv_rate)
+                                 output_rate=p.output_rate, scope=p.scope, conv_rate=p.conv_rate,
+                                 nm_group=p.nm_group)
             self._imp_masks[(level, seed)] = mask
         return self._imp_masks[(level, seed)]
 

@@ -22,6 +22,7 @@ from lottery.pruning import (
     scores,
 )
 from lottery.pruning.masks import Mask
+from lottery.pruning.nm import nm_step
 from lottery.seeds import derive
 
 if TYPE_CHECKING:  # names for the Context's annotations only
@@ -93,8 +94,12 @@ def invert(ctx, level, seed):
 
 
 def oneshot(ctx, level, seed):
-    counts = layer_counts(ctx.imp_mask(level, seed))
     trained = ctx.dense_weights(seed, "final")
+    p = ctx.cfg.prune
+    if p.scope == "nm":  # straight to the level's N:M structure: (M − level) of every M
+        return Start(nm_step(trained, _dense_mask(ctx, seed), p.nm_group, p.nm_group - level),
+                     ctx.dense_weights(seed, "rewind"))
+    counts = layer_counts(ctx.imp_mask(level, seed))
     mask = keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)
     return Start(mask, ctx.dense_weights(seed, "rewind"))
 

@@ -11,6 +11,7 @@ import math
 import torch
 
 from lottery.pruning.masks import Mask
+from lottery.pruning.nm import nm_step
 from lottery.pruning.select import remove_lowest, remove_lowest_pooled
 
 
@@ -47,11 +48,15 @@ def prune_global(scores: dict[str, torch.Tensor], mask: Mask, rate: float,
 
 
 def magnitude(weights: dict[str, torch.Tensor], mask: Mask, *, rate: float, output_rate: float,
-              scope: str = "layerwise", conv_rate: float | None = None, invert: bool = False) -> Mask:
+              scope: str = "layerwise", conv_rate: float | None = None, invert: bool = False,
+              nm_group: int = 4) -> Mask:
     """The papers' magnitude pruning step: hidden layers at `rate` (convolutional ones at
     `conv_rate` when given), the output layer at `output_rate`, per layer (`layerwise`) or with one
-    threshold across hidden layers (`global`). `invert` removes the *largest* weights instead (the
-    inverted-scores ablation)."""
+    threshold across hidden layers (`global`); or `nm`: N:M structure, every group of `nm_group`
+    inputs keeping one weight fewer a level (lottery.pruning.nm; the rates do not apply). `invert`
+    removes the *largest* weights instead (the inverted-scores ablation)."""
+    if scope == "nm":
+        return nm_step({n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}, mask, nm_group)
     scores = {n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}
     names = list(mask)
     if scope == "layerwise":

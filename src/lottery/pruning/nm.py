@@ -1,0 +1,59 @@
+"""N:M structured sparsity: in every group of M consecutive input weights of an output unit, at
+most N are kept (2:4, 4:8: the patterns sparse tensor cores run). Pure functions (scores, current
+mask, N, M) → new mask.
+
+Groups run along each output unit's flattened input weights (a Linear row; a convolution's in ×
+kh × kw), M at a time. A layer whose rows do not divide into groups of M is left as it is.
+"""
+
+import torch
+
+from lottery.pruning.masks import Mask
+
+
+def groups_fit(shape, m: int) -> bool:
+    """Whether a weight of this shape divides into groups of `m` inputs (row by row)."""
+    return len(shape) >= 2 and int(torch.Size(shape)[1:].numel()) % m == 0
+
+
+def keep_n_of_m(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """`mask` with at most `n` kept entries in every group of `m`: the `n` highest-scoring of those
+    kept now (ties: the lower index stays); groups with `n` or fewer keep theirs."""
+    if not 1 <= n <= m:
+        raise ValueError(f"N:M needs 1 ≤ N ≤ M, got {n}:{m}")
+    if not groups_fit(mask.shape, m):
+        return mask.clone()
+    grouped_scores = scores.reshape(-1, m).double()
+    alive = mask.reshape(-1, m)
+    # dead entries rank last; among equal scores the lower index ranks first (a stable sort)
+    ranked = torch.where(alive, grouped_scores, torch.full_like(grouped_scores, -torch.inf))
+    order = torch.sort(-ranked, dim=1, stable=True).indices
+    keep = torch.zeros_like(alive)
+    keep.scatter_(1, order[:, :n], True)
+    return (keep & alive).reshape(mask.shape)
+
+
+def satisfies(mask: torch.Tensor, n: int, m: int) -> bool:
+    """Whether every group of `m` keeps at most `n` (layers that do not divide into groups: True)."""
+    return not groups_fit(mask.shape, m) or bool((mask.reshape(-1, m).sum(1) <= n).all())
+
+
+def kept_per_group(mask: torch.Tensor, m: int) -> int:
+    """The most any group of `m` keeps (0 for a layer that does not divide into groups)."""
+    return int(mask.reshape(-1, m).sum(1).max()) if groups_fit(mask.shape, m) else 0
+
+
+def nm_step(weights: dict[str, torch.Tensor], mask: Mask, m: int, n: int | None = None) -> Mask:
+    """One IMP level of N:M pruning by magnitude: every group of `m` keeps one weight fewer than
+    its layer's fullest group does now (M:M → (M−1):M → … → 1:M), or `n` when given."""
+    out = {}
+    for name, current in mask.items():
+        have = kept_per_group(current, m)
+        if have == 0:
+            out[name] = current.clone()
+            continue
+        target = n if n is not None else have - 1
+        if target < 1:
+            raise ValueError(f"{name} keeps 1 of every {m} already: N:M pruning with M = {m} ends at 1:{m}")
+        out[name] = keep_n_of_m(weights[name].abs(), current, target, m)
+    return out
