@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from lottery import atomic
-from lottery.analysis import stability
+from lottery.analysis import buys, stability
 from lottery.analysis.plots import all_figures
 from lottery.analysis.stats import CI_METHOD
 from lottery.analysis.summary import results_table
@@ -56,6 +56,7 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float, seeds=None) -> tu
         figures["instability"] = barrier
     tbl = results_table(df)
     env = environment(store)
+    bought = buys.lines(buys.measure(store, vs[0]))
     config_json = json.dumps(cfg.hashed_dict(), indent=2, sort_keys=True)
     imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
                    f"</figure>" for k, p in figures.items())
@@ -63,11 +64,13 @@ def _run_section(store: RunStore, fig_dir: Path, delta: float, seeds=None) -> tu
             f'<div class="verdict" id="verdict">{html.escape(chr(10).join(verdict_lines))}</div>'
             f'<p class="rule">{html.escape(vs[0].rule)} Intervals: {CI_METHOD} (* where cut).</p>'
             f"<h3>Figures</h3>{imgs}"
+            f'<h3>What the ticket buys</h3><div class="verdict" id="buys">{html.escape(chr(10).join(bought))}</div>'
             f"<h3>Results (mean [95% CI] over seeds)</h3>{tbl.to_html(index=False, table_id='results', escape=True)}"
             f"<h3>Configuration (hash {html.escape(cfg.hash())})</h3><pre>{html.escape(config_json)}</pre>"
             f"<h3>Environment</h3><pre>{html.escape(json.dumps(env, indent=2))}</pre>")
     md = "\n".join([f"## Run {name}", "", "```", *verdict_lines, "```", "", vs[0].rule, "",
                     *[f"![{k}](figures/{name}/{p.name})" for k, p in figures.items()], "",
+                    "### What the ticket buys", "", "```", *bought, "```", "",
                     tbl.to_markdown(index=False),
                     "", f"Configuration hash `{cfg.hash()}`; environment: `{json.dumps(env)}`", ""])
     return page, md, verdict_lines

@@ -44,6 +44,13 @@ def write(path: Path, state: dict[str, torch.Tensor], masks: dict[str, torch.Ten
     buffers, pruned entries already 0.0 or not: only the kept ones are stored); `masks`: name →
     bool, True where kept; `info`: JSON-able provenance (`model`, `input_shape`, `num_classes` for
     a built-in model)."""
+    data = encode(state, masks, info)
+    atomic.write_bytes(Path(path), data)
+    return len(data)
+
+
+def encode(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], info: dict) -> bytes:
+    """The bytes of a ticket file (see `write`)."""
     tensors, shapes = {}, {}
     for name, t in state.items():
         t = t.detach().cpu()
@@ -55,9 +62,7 @@ def write(path: Path, state: dict[str, torch.Tensor], masks: dict[str, torch.Ten
         else:
             tensors[f"dense.{name}"] = t.contiguous()
     meta = {"format": FORMAT, **info, "shapes": shapes, "pruned": list(masks)}
-    data = atomic.tensor_bytes(tensors, {KEY: json.dumps(meta, sort_keys=True)})
-    atomic.write_bytes(Path(path), data)
-    return len(data)
+    return atomic.tensor_bytes(tensors, {KEY: json.dumps(meta, sort_keys=True)})
 
 
 def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
