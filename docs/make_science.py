@@ -38,6 +38,22 @@ def ticket_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def structure_table(runs: list[RunStore]) -> str:
+    """Test accuracy at early stop by structure (unstructured, or N:M with N = M − level), branch and density."""
+    lines = ["| structure | branch | level | weights left | test acc early stop (%) | vs dense (points) |",
+             "|---|---|---|---|---|---|"]
+    for store in runs:
+        cfg, df = store.config(), table(store)
+        dense = df[(df.branch == "imp") & (df.level == 0)].set_index("seed").test_acc_early_stop
+        for (branch, level), g in df[df.level > 0].groupby(["branch", "level"]):
+            what = f"{cfg.prune.nm_group - level}:{cfg.prune.nm_group}" if cfg.prune.scope == "nm" else "unstructured"
+            acc = 100 * g.set_index("seed").test_acc_early_stop
+            diff = acc - 100 * dense.reindex(acc.index)
+            lines.append(f"| {what} | {branch} | {level} | {100 * g.fraction_remaining.mean():.1f}% | "
+                         f"{acc.mean():.2f} ± {acc.std():.2f} | {diff.mean():+.2f} ± {diff.std():.2f} |")
+    return "\n".join(lines)
+
+
 def barriers(runs: list[RunStore]) -> pd.DataFrame:
     rows = []
     for store in runs:
@@ -55,7 +71,11 @@ def main() -> None:
     p.add_argument("--store", required=True)
     p.add_argument("--tickets", nargs="*", default=[])
     p.add_argument("--stability", nargs="*", default=[], metavar="NAME=RUN,RUN")
+    p.add_argument("--structure", nargs="*", default=[], metavar="RUN",
+                   help="runs whose tickets are tabulated by their structure (unstructured or N:M) and density")
     args = p.parse_args()
+    if args.structure:
+        print("\n" + structure_table([RunStore.find(r, args.store) for r in args.structure]))
     for run in args.tickets:
         store = RunStore.find(run, args.store)
         print(f"\n{store.config().model.name} ({store.run_dir.name}):\n\n{ticket_table(table(store))}")

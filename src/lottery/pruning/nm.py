@@ -3,7 +3,8 @@ most N are kept (2:4, 4:8: the patterns sparse tensor cores run). Pure functions
 mask, N, M) → new mask.
 
 Groups run along each output unit's flattened input weights (a Linear row; a convolution's in ×
-kh × kw), M at a time. A layer whose rows do not divide into groups of M is left as it is.
+kh × kw), M at a time; where a row does not divide into groups of M (LeNet's 300 and 100 inputs
+by 8), its last, shorter group keeps at most N as well.
 """
 
 import torch
@@ -12,8 +13,17 @@ from lottery.pruning.masks import Mask
 
 
 def groups_fit(shape, m: int) -> bool:
-    """Whether a weight of this shape divides into groups of `m` inputs (row by row)."""
-    return len(shape) >= 2 and int(torch.Size(shape)[1:].numel()) % m == 0
+    """Whether a weight of this shape has rows to group (a matrix or a convolution: not a vector)."""
+    return len(shape) >= 2
+
+
+def _grouped(t: torch.Tensor, m: int, fill) -> torch.Tensor:
+    """[rows, groups, m]: each row's inputs in groups of `m`, a short last group padded with `fill`."""
+    rows = t.reshape(t.shape[0], -1)
+    pad = (-rows.shape[1]) % m
+    if pad:
+        rows = torch.cat([rows, torch.full((rows.shape[0], pad), fill, dtype=rows.dtype)], 1)
+    return rows.reshape(rows.shape[0], -1, m)
 
 
 def keep_n_of_m(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -23,24 +33,26 @@ def keep_n_of_m(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int) -> tor
         raise ValueError(f"N:M needs 1 ≤ N ≤ M, got {n}:{m}")
     if not groups_fit(mask.shape, m):
         return mask.clone()
-    grouped_scores = scores.reshape(-1, m).double()
-    alive = mask.reshape(-1, m)
+    grouped_scores = _grouped(scores.double(), m, 0.0).reshape(-1, m)
+    alive = _grouped(mask, m, False).reshape(-1, m)  # padding is dead: never kept
     # dead entries rank last; among equal scores the lower index ranks first (a stable sort)
     ranked = torch.where(alive, grouped_scores, torch.full_like(grouped_scores, -torch.inf))
     order = torch.sort(-ranked, dim=1, stable=True).indices
     keep = torch.zeros_like(alive)
     keep.scatter_(1, order[:, :n], True)
-    return (keep & alive).reshape(mask.shape)
+    width = mask.reshape(mask.shape[0], -1).shape[1]
+    kept = (keep & alive).reshape(mask.shape[0], -1)[:, :width]
+    return kept.reshape(mask.shape)
 
 
 def satisfies(mask: torch.Tensor, n: int, m: int) -> bool:
-    """Whether every group of `m` keeps at most `n` (layers that do not divide into groups: True)."""
-    return not groups_fit(mask.shape, m) or bool((mask.reshape(-1, m).sum(1) <= n).all())
+    """Whether every group of `m` keeps at most `n` (vectors, which have no groups: True)."""
+    return not groups_fit(mask.shape, m) or bool((_grouped(mask, m, False).sum(2) <= n).all())
 
 
 def kept_per_group(mask: torch.Tensor, m: int) -> int:
-    """The most any group of `m` keeps (0 for a layer that does not divide into groups)."""
-    return int(mask.reshape(-1, m).sum(1).max()) if groups_fit(mask.shape, m) else 0
+    """The most any group of `m` keeps (0 for a vector, which has no groups)."""
+    return int(_grouped(mask, m, False).sum(2).max()) if groups_fit(mask.shape, m) else 0
 
 
 def nm_step(weights: dict[str, torch.Tensor], mask: Mask, m: int, n: int | None = None) -> Mask:
