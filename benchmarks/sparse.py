@@ -18,7 +18,6 @@ contenders; the ideal (dense FLOPs / the ticket's FLOPs) beside each. Last line:
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ import lottery.sparse as sparse
 from lottery.models import build
 from lottery.pruning import dense as dense_mask
 from lottery.pruning import magnitude, prunable_names
-from lottery.sparse.compile import CSRLinear
+from lottery.sparse.compile import CSRLinear, median_seconds
 
 torch.set_num_threads(1)
 LEVELS = {"21%": 7, "7%": 12, "3.6%": 15, "1.5%": 19}
@@ -61,15 +60,7 @@ def csr(net: nn.Module) -> nn.Module:
 
 
 def seconds(fn, x) -> float:
-    with torch.no_grad():
-        for _ in range(10):
-            fn(x)
-        times = []
-        for _ in range(CALLS):
-            start = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, x, CALLS, warmup=10)
 
 
 def flops(net: nn.Module) -> int:

@@ -63,16 +63,21 @@ def each_alone(model, pairs, together, data, cfg):
         yield rep, joint, alone
 
 
+def assert_each_as_alone(model, pairs, together, data, cfg):
+    """Each replicate trained in the group ends bit for bit as alone, its pruned weights at zero."""
+    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
+        assert_same_training([joint], [alone])
+        for n, m in rep.mask.items():
+            assert torch.all(joint.final[n][~m] == 0.0)
+
+
 def test_vectorised_group_equals_separate_runs(data):
     """Each unit of a group ends as it would alone, bit for bit (lottery.engine.options: independence)."""
     cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=40, length="2ep", eval_every="0.5ep")
     pairs = [replicate(data, s, data_seed) for s, data_seed in ((0, 10), (1, 10), (2, 11), (3, 11))]
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
-    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
-        assert_same_training([joint], [alone])
-        for n, m in rep.mask.items():
-            assert torch.all(joint.final[n][~m] == 0.0)
+    assert_each_as_alone(model, pairs, together, data, cfg)
 
 
 def test_replicates_sharing_a_data_seed_see_the_same_batches(data):
@@ -128,11 +133,8 @@ def test_fallback_replicates_train_the_same_alone_as_together(data):
     pairs = [batchnorm_replicate(data, s, data_seed, noise) for s, data_seed, noise in ((0, 10, 5), (1, 10, 6), (2, 11, 7))]
     model = pairs[0][0]
     together = train(model, [r for _, r in pairs], data, cfg)
-    for rep, joint, alone in each_alone(model, pairs, together, data, cfg):
-        assert_same_training([joint], [alone])
-        for n, m in rep.mask.items():
-            assert torch.all(joint.final[n][~m] == 0.0)
-        assert joint.final["2.num_batches_tracked"].item() == joint.steps
+    assert_each_as_alone(model, pairs, together, data, cfg)
+    assert all(joint.final["2.num_batches_tracked"].item() == joint.steps for joint in together)
     _, other_noise = batchnorm_replicate(data, 0, 10, 99)
     (changed,) = train(model, [other_noise], data, cfg)
     assert not torch.allclose(changed.final["1.weight"], together[0].final["1.weight"]), "dropout is seeded per replicate"

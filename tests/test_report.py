@@ -53,6 +53,8 @@ def test_report_files_hold_verdict_table_and_inline_figures(report):
     assert "src=\"http" not in page, "self-contained: nothing fetched"
     md = md_path.read_text()
     assert "Rule: levels are tested in order" in md and "| branch" in md
+    bought = md.split("### What the ticket buys", 1)[1].split("###", 1)[0]
+    assert "bytes" in bought and "µs" in bought, "size on disk and measured times at the verdict's level"
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):

@@ -3,8 +3,6 @@ speed compiled sparse against the same network run dense, measured on the machin
 the report (one thread; lottery.sparse).
 """
 
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -15,18 +13,6 @@ from lottery.data import DATASETS
 from lottery.store import RunStore, Unit
 
 CALLS = 200
-
-
-def _seconds(fn, x) -> float:
-    with torch.no_grad():
-        for _ in range(10):
-            fn(x)
-        times = []
-        for _ in range(CALLS):
-            start = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _multiply_adds(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
@@ -52,6 +38,7 @@ def measure(store: RunStore, verdict: Verdict) -> dict | None:
     lottery.sparse on your module)."""
     from lottery import sparse
     from lottery.sparse import ticket_file
+    from lottery.sparse.compile import median_seconds
 
     cfg = store.config()
     source = DATASETS.get(cfg.data.dataset)
@@ -76,7 +63,8 @@ def measure(store: RunStore, verdict: Verdict) -> dict | None:
         for batch in (1, 64):
             x = torch.randn(batch, *source.input_shape, generator=torch.Generator().manual_seed(batch))
             fast = sparse.compile(net, batch_size=batch)
-            out[f"dense_s_b{batch}"], out[f"sparse_s_b{batch}"] = _seconds(net, x), _seconds(fast, x)
+            out[f"dense_s_b{batch}"] = median_seconds(net, x, CALLS, warmup=10)
+            out[f"sparse_s_b{batch}"] = median_seconds(fast, x, CALLS, warmup=10)
             out[f"how_b{batch}"] = ", ".join(sorted({c[1] for c in getattr(fast, "choices", [])})) or "dense"
         out["kept_macs"], out["all_macs"] = _multiply_adds(net, x)
     finally:

@@ -18,6 +18,7 @@ pruned entries are the exact zeros. `choices` on the result says what was picked
 """
 
 import copy
+import statistics
 import time
 import warnings
 
@@ -33,16 +34,17 @@ def density(weight: torch.Tensor) -> float:
     return float((weight != 0).sum()) / max(1, weight.numel())
 
 
-def _median_seconds(fn, x, repeats: int = REPEATS) -> float:
+def median_seconds(fn, x, repeats: int = REPEATS, warmup: int = 3) -> float:
+    """The median wall time of `fn(x)` over `repeats` calls after `warmup`, without autograd."""
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(warmup):
             fn(x)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             fn(x)
             times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(times)
 
 
 def mlp_layers(module: nn.Module) -> list[nn.Linear] | None:
@@ -141,7 +143,7 @@ def compile(module: nn.Module, batch_size: int = 64) -> nn.Module:
     if layers is not None and use_kernel:
         fused = SparseMLP(layers, plain)
         x = _example(layers[0].in_features, batch_size)
-        dense_s, fused_s = _median_seconds(plain, x), _median_seconds(fused, x)
+        dense_s, fused_s = median_seconds(plain, x), median_seconds(fused, x)
         if fused_s < dense_s:
             fused.choices = [("network", "fused sparse kernel", dense_s, fused_s)]
             return fused.eval()
@@ -153,7 +155,7 @@ def compile(module: nn.Module, batch_size: int = 64) -> nn.Module:
         options = {"dense": m, "torch CSR": CSRLinear(m)}
         if use_kernel:
             options["sparse kernel"] = KernelLinear(m)
-        times = {what: _median_seconds(layer, x) for what, layer in options.items()}
+        times = {what: median_seconds(layer, x) for what, layer in options.items()}
         best = min(times, key=times.get)
         choices.append((name, best, times["dense"], times[best]))
         if best != "dense":
