@@ -24,12 +24,12 @@ def written(tmp_path) -> RunStore:
 def test_units_are_claimed_one_process_at_a_time(tmp_path):
     """Two invocations on one run share its units: a unit another process holds cannot be claimed."""
     s = RunStore.create(tmp_path, tiny_config())
-    assert s.claim(UNIT, {"node": "head"})
+    assert s.claims.take(UNIT, {"node": "head"})
     holder = ("import sys; from lottery.store import RunStore, Unit; "
-              "print(RunStore(sys.argv[1]).claim(Unit(0, 'imp', 0)), RunStore(sys.argv[1]).holder(Unit(0, 'imp', 0)))")
+              "print(RunStore(sys.argv[1]).claims.take(Unit(0, 'imp', 0)), RunStore(sys.argv[1]).claims.holder(Unit(0, 'imp', 0)))")
     out = subprocess.run([sys.executable, "-c", holder, str(s.run_dir)], capture_output=True, text=True, check=True).stdout
     assert out.startswith("False") and "'node': 'head'" in out
-    s.release(UNIT)
+    s.claims.release(UNIT)
     out = subprocess.run([sys.executable, "-c", holder, str(s.run_dir)], capture_output=True, text=True, check=True).stdout
     assert out.startswith("True"), "released (or its process gone): free to take"
     assert RunStore.create(tmp_path, tiny_config()).run_dir == s.run_dir, "a second invocation opens the same run"

@@ -19,7 +19,7 @@ def status_lines(store: RunStore) -> list[str]:
     cfg = replace(store.config(), levels=last["levels"], seeds=tuple(last["seeds"]), branches=tuple(last["branches"]))
     units = [u for lv in range(cfg.levels + 1) for u in level_units(cfg, lv)]
     done = sum(store.is_done(u) for u in units)
-    holders = {u: h for u in units if not store.is_done(u) and (h := store.holder(u)) is not None}
+    holders = {u: h for u in units if not store.is_done(u) and (h := store.claims.holder(u)) is not None}
     ended = [i for i in store.invocations() if i.get("event") in ("finished", "interrupted")]
     state = "finished" if done == len(units) else ("running" if holders else
                                                    "killed" if len(ended) < len(inv) else "interrupted")

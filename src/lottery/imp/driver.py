@@ -198,10 +198,10 @@ class Experiment:
         another process holds are left to it (`wait`)."""
         jobs = []
         for unit in self._pending():
-            if not self._inputs_done(unit) or not self.store.claim(unit, self._holder):
+            if not self._inputs_done(unit) or not self.store.claims.take(unit, self._holder):
                 continue
             if self.store.is_done(unit):  # finished by another process since we looked
-                self.store.release(unit)
+                self.store.claims.release(unit)
                 continue
             if unit in self.store.damaged:
                 where = self.store.set_aside(unit)
@@ -216,9 +216,9 @@ class Experiment:
         pending = self._pending()
         if not pending:
             return False
-        held = [u for u in pending if self.store.holder(u) is not None]
+        held = [u for u in pending if self.store.claims.holder(u) is not None]
         if held and held != self._waiting_for:
-            first = self.store.holder(held[0]) or {}
+            first = self.store.claims.holder(held[0]) or {}
             self.reporter.message(f"waiting for {len(held)} unit(s) that another process is training "
                                   f"(e.g. {held[0].key}: host {first.get('host', '?')}, pid {first.get('pid', '?')})")
         self._waiting_for = held
@@ -241,14 +241,14 @@ class Experiment:
             weights["rewind"] = result.snapshots[self.rewind_step]
         summary = {**self._summary(job, result), **BRANCHES[job.unit.branch].measured(self, job.unit, result)}
         self.store.write_unit(job.unit, weights, result.history, summary)
-        self.store.release(job.unit)
+        self.store.claims.release(job.unit)
         self._written.append(job.unit.key)
         self.reporter.unit_finished(job.unit, summary, result.history)
 
     def running(self, jobs: list[Job], where: dict) -> None:
         """Where the executor is training these jobs (a node): kept with their claims for `lottery status`."""
         for job in jobs:
-            self.store.note_holder(job.unit, where)
+            self.store.claims.note(job.unit, where)
 
     def checkpoint(self, name: str, units: list[Unit] | None = None) -> Checkpoint:
         return self.store.checkpoint(name, units)
@@ -277,7 +277,7 @@ class Experiment:
         finally:
             self.store.log_invocation({"event": outcome, "time": time.time(), "seconds": time.time() - started,
                                        "units_written": self._written, **record})
-            self.store.release_all()
+            self.store.claims.release_all()
             self.reporter.finish()
         return self.store.run_dir
 

@@ -1,38 +1,13 @@
-"""Content-addressed run directories: the config's hash names the directory.
-
-    <store>/<hash>/config.json                    the hashed config (what makes the experiment)
-    <store>/<hash>/units/level_03/imp/seed_0/     one training unit:
-        mask.safetensors, init.safetensors, final.safetensors (rewind.safetensors at level 0)
-        metrics.jsonl (one row per evaluation), summary.json,
-        DONE (written last: the SHA-256 of every other file of the unit)
-    <store>/<hash>/locks/                         one lock file per unit: who is training it
-    <store>/<hash>/checkpoints/                   in-training checkpoints of unfinished groups
-    <store>/<hash>/aux/                           by-products branches reuse (e.g. early-bird searches)
-    <store>/<hash>/damaged/                       units set aside because a file failed its check
-    <store>/<hash>/results.csv, accuracy.png      derived outputs, rebuilt from the units
-
-Every file is written atomically and fsynced (lottery.atomic), and DONE is written last, so a
-unit is either complete or absent no matter when the process dies. Nothing is trusted on read:
-a unit counts as done only while every file matches the digest its DONE recorded, and a tensor
-file is checked against the digest in its own header; a unit that fails is reported, moved to
-damaged/ by the next process that trains it, and recomputed.
-
-Several processes may work on one run at once (two invocations with different seeds, the same
-command twice, an executor's workers): each unit is claimed with an exclusive lock on its own
-lock file before it is trained and released once written, so no unit is trained twice at once
-and a process that dies releases its claims with it.
-"""
+"""A run directory: its config, its units' files (checked on every read), its derived outputs."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import socket
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +15,9 @@ from lottery import atomic
 from lottery.atomic import DamagedFile
 from lottery.config import ExperimentConfig
 from lottery.errors import StoreError, StoreWarning
+from lottery.store.checkpoint import Checkpoint
+from lottery.store.claims import Claims
+from lottery.store.unit import Unit
 
 if TYPE_CHECKING:  # tensors are read and written through lottery.atomic, which loads torch then
     import torch
@@ -50,47 +28,6 @@ FORMAT = 2  # DONE holds a manifest of digests (format 1: an empty DONE, from lo
 def default_root() -> Path:
     return Path(os.environ.get("LOTTERY_STORE", "runs"))
 
-
-@dataclass(frozen=True, order=True)
-class Unit:
-    level: int
-    branch: str
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"level_{self.level:02d}/{self.branch}/seed_{self.seed}"
-
-
-class Checkpoint:
-    """One in-training checkpoint file: tensors plus a JSON string, saved atomically. A damaged
-    one is reported and discarded (`load` returns None: training starts over), never used."""
-
-    def __init__(self, path: Path, units: list[Unit] | None = None):
-        self.path, self.units = path, units  # the units it trains: once all are done it is debris
-
-    def save(self, tensors: dict[str, torch.Tensor], meta: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {"units": json.dumps([u.key for u in self.units])} if self.units else {}
-        atomic.write_tensors(self.path, tensors, {"meta": meta, **extra})
-
-    def load(self):
-        if not self.path.exists():
-            return None
-        try:
-            tensors = atomic.read_tensors(self.path)
-            meta = atomic.read_metadata(self.path)["meta"]
-            json.loads(meta)
-        except (DamagedFile, KeyError, ValueError) as e:
-            reason = e.reason if isinstance(e, DamagedFile) else "its metadata is unreadable"
-            warnings.warn(f"checkpoint {self.path}: {reason}; discarded, its training starts over", StoreWarning,
-                          stacklevel=2)
-            self.remove()
-            return None
-        return tensors, meta
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _check_root(root: Path) -> None:
@@ -109,7 +46,7 @@ def _check_root(root: Path) -> None:
 class RunStore:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._claims: dict[Unit, object] = {}  # unit → its open, locked lock file
+        self.claims = Claims(self.run_dir / "locks")  # the units this process trains now
         self._verified: dict[Unit, tuple] = {}  # unit → the DONE file's (mtime, size) when its files last checked out
         self.damaged: dict[Unit, str] = {}  # units found damaged in this process, with the reason
 
@@ -161,71 +98,6 @@ class RunStore:
         except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as e:
             raise StoreError(f"{path} is damaged or from an incompatible version ({str(e).splitlines()[0][:100]}); "
                              "running the experiment's command again rewrites it") from None
-
-    # --- claims: which process trains a unit ------------------------------------------------
-    def _lock_path(self, unit: Unit) -> Path:
-        return self.run_dir / "locks" / (unit.key.replace("/", "-") + ".lock")
-
-    def claim(self, unit: Unit, holder: dict | None = None) -> bool:
-        """Take `unit` for this process (False: another holds it). Held until `release` or exit;
-        `holder` (host, pid, node…) is written into the lock file for `lottery status`."""
-        if unit in self._claims:
-            return True
-        path = self._lock_path(unit)
-        path.parent.mkdir(exist_ok=True)
-        f = open(path, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            return False
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), **(holder or {})}))
-        f.flush()
-        self._claims[unit] = f
-        return True
-
-    def note_holder(self, unit: Unit, info: dict) -> None:
-        """Add `info` (the node training it) to what the lock file of a unit this process holds says."""
-        f = self._claims.get(unit)
-        if f is None:
-            return
-        f.seek(0)
-        try:
-            held = json.loads(f.read() or "{}")
-        except json.JSONDecodeError:
-            held = {}
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({**held, **info}))
-        f.flush()
-
-    def release(self, unit: Unit) -> None:
-        f = self._claims.pop(unit, None)
-        if f is not None:
-            fcntl.flock(f, fcntl.LOCK_UN)
-            f.close()
-
-    def release_all(self) -> None:
-        for unit in list(self._claims):
-            self.release(unit)
-
-    def holder(self, unit: Unit) -> dict | None:
-        """Who trains `unit` now (None: nobody): what its claimant wrote in the lock file."""
-        path = self._lock_path(unit)
-        if unit in self._claims or not path.exists():
-            return {"host": socket.gethostname(), "pid": os.getpid()} if unit in self._claims else None
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    return json.loads(f.read() or "{}")
-                except json.JSONDecodeError:
-                    return {}
-            fcntl.flock(f, fcntl.LOCK_UN)
-        return None
 
     # --- units -----------------------------------------------------------------------------
     def unit_dir(self, unit: Unit) -> Path:
