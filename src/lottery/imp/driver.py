@@ -70,12 +70,24 @@ def check_names(cfg: ExperimentConfig, custom_data: bool = False, custom_model: 
         raise ConfigError(f"branches {unknown} are unknown; choose from {', '.join(BRANCHES)} (see `lottery branches`)")
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux gives it in /proc/cpuinfo; platform.processor() there is
+    often empty or just the architecture)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def environment(device: torch.device = torch.device("cpu")) -> dict:
     """What ran the experiment: versions, device, threads (recorded with every invocation)."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"lottery": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "device": str(device), "device_name": name,
-            "threads": torch.get_num_threads(), "argv": sys.argv}
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "argv": sys.argv}
 
 
 class Experiment:
