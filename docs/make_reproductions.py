@@ -21,7 +21,7 @@ from lottery.analysis.stats import compare
 from lottery.analysis.summary import results_table
 from lottery.analysis.table import table
 from lottery.analysis.verdict import difference_bounds, verdicts
-from lottery.imp.driver import cpu_name
+from lottery.imp.environment import cpu_name
 from lottery.presets import PRESETS
 from lottery.progress import duration
 from lottery.store import RunStore

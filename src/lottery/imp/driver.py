@@ -12,9 +12,7 @@ is ready once its level L−1 ticket is done; the branches of a seed share its d
 """
 
 import os
-import platform
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from lottery.engine import Replicate, ReplicateResult
 from lottery.errors import ConfigError
 from lottery.execute import Job, Reporter
 from lottery.imp.branches import BRANCHES, level_units
+from lottery.imp.environment import environment
 from lottery.imp.starts import Start
 from lottery.pruning import (
     apply,
@@ -41,7 +40,6 @@ from lottery.pruning import (
 from lottery.pruning import dense as dense_mask
 from lottery.seeds import derive
 from lottery.store import Checkpoint, RunStore, Unit, default_root
-from lottery.version import __version__
 
 POLL_SECONDS = 0.5  # how often a run waiting for another process's units looks again
 
@@ -68,26 +66,6 @@ def check_names(cfg: ExperimentConfig, custom_data: bool = False, custom_model: 
     unknown = [b for b in cfg.branches if b not in BRANCHES]
     if unknown:
         raise ConfigError(f"branches {unknown} are unknown; choose from {', '.join(BRANCHES)} (see `lottery branches`)")
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux gives it in /proc/cpuinfo; platform.processor() there is
-    often empty or just the architecture)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
-def environment(device: torch.device = torch.device("cpu")) -> dict:
-    """What ran the experiment: versions, device, threads (recorded with every invocation)."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"lottery": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
-            "platform": platform.platform(), "device": str(device), "device_name": name,
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "argv": sys.argv}
 
 
 class Experiment:
