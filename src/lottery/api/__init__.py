@@ -10,10 +10,11 @@
     find.py        find_ticket
     user_model.py  your network afresh for any seed, with your initialisation
     identity.py    what makes a run the same run: your model's code, initial values, data
-    ticket.py      Ticket (table, verdict, masks, modules) and bake
+    ticket.py      Ticket (table, verdict, masks, modules); bake is lottery.sparse.masks.bake
 """
 
 from lottery.api.find import find_ticket
-from lottery.api.ticket import Ticket, bake
+from lottery.api.ticket import Ticket
+from lottery.sparse.masks import bake
 
 __all__ = ["Ticket", "bake", "find_ticket"]

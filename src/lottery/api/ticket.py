@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
 from lottery.analysis.verdict import Verdict
 from lottery.api.user_model import UserModel
 from lottery.errors import ConfigError
+from lottery.sparse.masks import attach
 from lottery.store import RunStore, Unit
 
 
@@ -82,11 +82,7 @@ class Ticket:
                               "gives its starting weights")
         module = self._model.build(0)
         module.load_state_dict({**module.state_dict(), **store.weights(unit, "final" if trained else "init")})
-        if keep_mask:
-            for name, mask in store.mask(unit).items():
-                owner, attr = _owner(module, name)
-                prune.custom_from_mask(owner, attr, mask.to(getattr(owner, attr).device))
-        return module
+        return attach(module, store.mask(unit)) if keep_mask else module
 
 
 def _save(ticket: "Ticket", path, level=None, seed=None, at_init: bool = False) -> int:
@@ -96,17 +92,3 @@ def _save(ticket: "Ticket", path, level=None, seed=None, at_init: bool = False) 
     state, masks, info = ticket_file.from_store(RunStore(ticket.run_dir), unit, at_init)
     info["model_class"] = type(ticket._model.template).__name__
     return ticket_file.write(Path(path), state, masks, info)
-
-
-def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
-    path, _, attr = name.rpartition(".")
-    return (module.get_submodule(path) if path else module), attr
-
-
-def bake(module: nn.Module) -> nn.Module:
-    """Make every mask torch.nn.utils.prune attached part of its weight (pruned entries stay
-    0.0 as plain numbers, nothing keeps them there any more); the module, changed in place."""
-    for m in module.modules():
-        for hook in [h for h in m._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]:
-            prune.remove(m, hook._tensor_name)
-    return module

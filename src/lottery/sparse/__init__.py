@@ -3,6 +3,7 @@
     ticket_file.py  the ticket as one small, checked safetensors file; `load_ticket` rebuilds it
     kernels.py      the sparse kernels: one fused call for a whole ReLU MLP, one per layer otherwise
     compile.py      `compile(module)`: each pruned layer sparse where that measures faster
+    masks.py        masks on modules in torch.nn.utils.prune's convention: attach, bake
 
     net = lottery.load_ticket("ticket.safetensors")
     fast = lottery.sparse.compile(net, batch_size=64)   # the same outputs, to float rounding

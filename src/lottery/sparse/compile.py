@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from lottery.sparse import kernels
+from lottery.sparse.masks import bake, pruning_hooks
 
 REPEATS = 30  # timings per candidate at compile time (median)
 
@@ -111,18 +112,10 @@ class KernelLinear(nn.Module):
 
 def _plain(module: nn.Module) -> nn.Module:
     """A copy whose pruning masks are part of the weights (torch.nn.utils.prune hooks removed)."""
-    from torch.nn.utils import prune
-
-    def hooks(m):
-        return [h for h in m._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
     # the weights such hooks compute are not leaves, which deepcopy refuses: copied as plain tensors
     memo = {id(getattr(m, h._tensor_name)): getattr(m, h._tensor_name).detach().clone()
-            for m in module.modules() for h in hooks(m)}
-    plain = copy.deepcopy(module, memo)
-    for m in plain.modules():
-        for hook in [h for h in m._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]:
-            prune.remove(m, hook._tensor_name)
-    return plain.eval()
+            for m in module.modules() for h in pruning_hooks(m)}
+    return bake(copy.deepcopy(module, memo)).eval()
 
 
 def _example(width: int, batch_size: int) -> torch.Tensor:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
 from lottery import atomic, models
 from lottery.errors import ConfigError, StoreError
+from lottery.sparse.masks import attach
 
 FORMAT = 1
 KEY = "lottery.ticket"
@@ -113,11 +113,7 @@ def load(path: Path, model: nn.Module | None = None, keep_mask: bool = True) -> 
         raise ConfigError(f"the ticket does not fit this model: {', '.join((wrong + missing)[:4])} differ "
                           f"(the ticket's model: {meta.get('model_class', meta.get('model'))})")
     module.load_state_dict(state)
-    if keep_mask:
-        for name, mask in masks.items():
-            path_, _, attr = name.rpartition(".")
-            prune.custom_from_mask(module.get_submodule(path_) if path_ else module, attr, mask)
-    return module.eval()
+    return (attach(module, masks) if keep_mask else module).eval()
 
 
 def from_store(store, unit, at_init: bool = False) -> tuple[dict, dict, dict]:
