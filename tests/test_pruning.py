@@ -103,6 +103,17 @@ def test_n_of_m_keeps_the_largest_n_in_every_group_exactly():
     assert odd[:, 8:].all()
 
 
+def test_n_of_m_magnitude_keeps_the_largest_or_with_invert_the_smallest():
+    torch.manual_seed(1)
+    w = {"fc.weight": torch.randn(5, 8)}
+    full = {"fc.weight": torch.ones(5, 8, dtype=torch.bool)}
+    largest = pruning.magnitude(w, full, rate=0.2, output_rate=0.1, scope="nm", nm_group=4)["fc.weight"]
+    smallest = pruning.magnitude(w, full, rate=0.2, output_rate=0.1, scope="nm", nm_group=4, invert=True)["fc.weight"]
+    groups = w["fc.weight"].abs().reshape(-1, 4)
+    assert torch.equal(~largest.reshape(-1, 4), groups == groups.min(1, keepdim=True).values), "3:4 drops each smallest"
+    assert torch.equal(~smallest.reshape(-1, 4), groups == groups.max(1, keepdim=True).values), "inverted: each largest"
+
+
 def test_imp_with_n_of_m_structure_stays_n_of_m_through_training(tmp_path):
     """Each IMP level keeps one fewer of every M (3:4, 2:4, 1:4); the trained weights, and the
     one-shot masks beside them, keep the structure exactly."""

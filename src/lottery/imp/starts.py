@@ -97,7 +97,8 @@ def oneshot(ctx, level, seed):
     trained = ctx.dense_weights(seed, "final")
     p = ctx.cfg.prune
     if p.scope == "nm":  # straight to the level's N:M structure: (M − level) of every M
-        return Start(nm_step(trained, _dense_mask(ctx, seed), p.nm_group, p.nm_group - level),
+        return Start(nm_step({n: w.abs() for n, w in trained.items()}, _dense_mask(ctx, seed), p.nm_group,
+                             p.nm_group - level),
                      ctx.dense_weights(seed, "rewind"))
     counts = layer_counts(ctx.imp_mask(level, seed))
     mask = keep_top_layerwise({n: trained[n].abs() for n in counts}, _dense_mask(ctx, seed), counts)

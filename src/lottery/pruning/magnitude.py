@@ -55,9 +55,9 @@ def magnitude(weights: dict[str, torch.Tensor], mask: Mask, *, rate: float, outp
     threshold across hidden layers (`global`); or `nm`: N:M structure, every group of `nm_group`
     inputs keeping one weight fewer a level (lottery.pruning.nm; the rates do not apply). `invert`
     removes the *largest* weights instead (the inverted-scores ablation)."""
-    if scope == "nm":
-        return nm_step({n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}, mask, nm_group)
     scores = {n: (-w.abs() if invert else w.abs()) for n, w in weights.items()}
+    if scope == "nm":
+        return nm_step(scores, mask, nm_group)
     names = list(mask)
     if scope == "layerwise":
         return prune_layerwise(scores, mask, layer_rates(mask, rate, output_rate, conv_rate))

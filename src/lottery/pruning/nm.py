@@ -12,7 +12,7 @@ import torch
 from lottery.pruning.masks import Mask
 
 
-def groups_fit(shape, m: int) -> bool:
+def groups_fit(shape) -> bool:
     """Whether a weight of this shape has rows to group (a matrix or a convolution: not a vector)."""
     return len(shape) >= 2
 
@@ -31,7 +31,7 @@ def keep_n_of_m(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int) -> tor
     kept now (ties: the lower index stays); groups with `n` or fewer keep theirs."""
     if not 1 <= n <= m:
         raise ValueError(f"N:M needs 1 ≤ N ≤ M, got {n}:{m}")
-    if not groups_fit(mask.shape, m):
+    if not groups_fit(mask.shape):
         return mask.clone()
     grouped_scores = _grouped(scores.double(), m, 0.0).reshape(-1, m)
     alive = _grouped(mask, m, False).reshape(-1, m)  # padding is dead: never kept
@@ -47,17 +47,17 @@ def keep_n_of_m(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int) -> tor
 
 def satisfies(mask: torch.Tensor, n: int, m: int) -> bool:
     """Whether every group of `m` keeps at most `n` (vectors, which have no groups: True)."""
-    return not groups_fit(mask.shape, m) or bool((_grouped(mask, m, False).sum(2) <= n).all())
+    return not groups_fit(mask.shape) or bool((_grouped(mask, m, False).sum(2) <= n).all())
 
 
 def kept_per_group(mask: torch.Tensor, m: int) -> int:
     """The most any group of `m` keeps (0 for a vector, which has no groups)."""
-    return int(_grouped(mask, m, False).sum(2).max()) if groups_fit(mask.shape, m) else 0
+    return int(_grouped(mask, m, False).sum(2).max()) if groups_fit(mask.shape) else 0
 
 
-def nm_step(weights: dict[str, torch.Tensor], mask: Mask, m: int, n: int | None = None) -> Mask:
-    """One IMP level of N:M pruning by magnitude: every group of `m` keeps one weight fewer than
-    its layer's fullest group does now (M:M → (M−1):M → … → 1:M), or `n` when given."""
+def nm_step(scores: dict[str, torch.Tensor], mask: Mask, m: int, n: int | None = None) -> Mask:
+    """One IMP level of N:M pruning: every group of `m` keeps its highest-scoring weights, one
+    fewer than its layer's fullest group keeps now (M:M → (M−1):M → … → 1:M), or `n` when given."""
     out = {}
     for name, current in mask.items():
         have = kept_per_group(current, m)
@@ -67,5 +67,5 @@ def nm_step(weights: dict[str, torch.Tensor], mask: Mask, m: int, n: int | None 
         target = n if n is not None else have - 1
         if target < 1:
             raise ValueError(f"{name} keeps 1 of every {m} already: N:M pruning with M = {m} ends at 1:{m}")
-        out[name] = keep_n_of_m(weights[name].abs(), current, target, m)
+        out[name] = keep_n_of_m(scores[name], current, target, m)
     return out
