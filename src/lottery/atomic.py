@@ -100,13 +100,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a file `write_tensors` wrote, in the order they were given (layer order
     matters: the last prunable layer is the output layer): DamagedFile when it is missing,
     truncated or altered (a file from before digests were recorded is parsed, unchecked)."""
-    from safetensors.torch import load
-
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DamagedFile(path, "missing") from None
+    return tensors_from_bytes(path, data)
+
+
+def tensors_from_bytes(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    """`read_tensors` on bytes already read from `path` (named in its errors)."""
+    from safetensors.torch import load
+
     header, _ = _split(path, data)
     try:
         tensors = load(data)

@@ -151,14 +151,8 @@ class RunStore:
         if self._verified.get(unit) == signature:
             return None
         try:
-            files = self._manifest(unit)
-            for name, expected in (files or {}).items():
-                try:
-                    data = (d / name).read_bytes()
-                except FileNotFoundError:
-                    raise DamagedFile(d / name, "missing") from None
-                if atomic.digest(data) != expected:
-                    raise DamagedFile(d / name, "fails its checksum (truncated or altered)")
+            for name, expected in (self._manifest(unit) or {}).items():
+                _checked_bytes(d / name, expected)
         except DamagedFile as e:
             return f"{e.path.name} {e.reason}"
         self._verified[unit] = signature
@@ -196,17 +190,11 @@ class RunStore:
         files = self._manifest(unit)
         if files is None:
             raise StoreError(f"unit {unit.key} is not done")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise DamagedFile(path, "missing") from None
-        if name in files and atomic.digest(data) != files[name]:
-            raise DamagedFile(path, "fails its checksum (truncated or altered)")
-        return data
+        return _checked_bytes(path, files.get(name))
 
     def weights(self, unit: Unit, stem: str) -> dict[str, torch.Tensor]:
-        self._read(unit, f"{stem}.safetensors")  # against the manifest; read_tensors checks its own digest
-        return atomic.read_tensors(self.unit_dir(unit) / f"{stem}.safetensors")
+        name = f"{stem}.safetensors"  # checked against the manifest, then against its own digest
+        return atomic.tensors_from_bytes(self.unit_dir(unit) / name, self._read(unit, name))
 
     def mask(self, unit: Unit) -> dict[str, torch.Tensor]:
         return {n: t.bool() for n, t in self.weights(unit, "mask").items()}
@@ -277,3 +265,15 @@ class RunStore:
                 ckpt.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _checked_bytes(path: Path, expected: str | None) -> bytes:
+    """The file's bytes, checked against the SHA-256 its unit's DONE recorded (None: unchecked);
+    DamagedFile when missing or different."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DamagedFile(path, "missing") from None
+    if expected is not None and atomic.digest(data) != expected:
+        raise DamagedFile(path, "fails its checksum (truncated or altered)")
+    return data
