@@ -264,11 +264,11 @@ def _units(store: RunStore, df: pd.DataFrame):
     """The units of the run's last invocation (its levels, seeds and branches)."""
     from dataclasses import replace
 
-    from lottery.imp.branches import level_units
+    from lottery.imp.branches import all_units
 
     last = [i for i in store.invocations() if i.get("event") == "started"][-1]
     cfg = replace(store.config(), levels=last["levels"], seeds=tuple(last["seeds"]), branches=tuple(last["branches"]))
-    return [u for lv in range(cfg.levels + 1) for u in level_units(cfg, lv)]
+    return all_units(cfg)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import json
 from dataclasses import replace
 
 from lottery import atomic
-from lottery.imp.branches import level_units
+from lottery.imp.branches import all_units
 from lottery.store import RunStore
 
 
@@ -17,7 +17,7 @@ def status_lines(store: RunStore) -> list[str]:
         return [f"{name}: never started"]
     last = inv[-1]
     cfg = replace(store.config(), levels=last["levels"], seeds=tuple(last["seeds"]), branches=tuple(last["branches"]))
-    units = [u for lv in range(cfg.levels + 1) for u in level_units(cfg, lv)]
+    units = all_units(cfg)
     done = sum(store.is_done(u) for u in units)
     holders = {u: h for u in units if not store.is_done(u) and (h := store.claims.holder(u)) is not None}
     ended = [i for i in store.invocations() if i.get("event") in ("finished", "interrupted")]

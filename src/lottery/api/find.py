@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lottery import atomic, engine
-from lottery.analysis.table import table
+from lottery import engine
+from lottery.analysis.table import write_csv
 from lottery.analysis.verdict import verdicts
 from lottery.api import identity
 from lottery.api.ticket import Ticket
@@ -27,10 +27,11 @@ from lottery.config import (
 )
 from lottery.data import split_validation
 from lottery.errors import ConfigError, DivergenceWarning, InitWarning
+from lottery.imp.branches import all_units
 from lottery.imp.driver import Experiment, RunOptions
 from lottery.progress import duration, reporter_for
 from lottery.pruning import prunable_names
-from lottery.store import RunStore, default_root
+from lottery.store import default_root
 
 
 def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branches=DEFAULT_BRANCHES, store=None,
@@ -95,7 +96,7 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
                          executor=executor, address=address)
     exp = Experiment(cfg, options, data=data, reporter=reporter_for(quiet=not show), model_factory=user.build,
                      prunable=names)
-    if not code.complete and any(exp.store.is_done(u) for u in _all_units(cfg)):
+    if not code.complete and any(exp.store.is_done(u) for u in all_units(cfg)):
         warnings.warn(f"reusing {exp.store.run_dir}: the source of {', '.join(code.unread)} cannot be read (typed "
                       "into this session?), so a change to code it calls outside its class would go unseen; pass "
                       "fresh=True after such a change", InitWarning, stacklevel=2)
@@ -105,8 +106,7 @@ def find_ticket(model, train, test, *, levels: int = 5, seeds=(0, 1, 2), branche
     if gone:
         warnings.warn(f"{len(gone)} training(s) diverged (their loss stopped being finite), e.g. {gone[0]}: the "
                       "verdict counts none of them as a ticket; a lower lr may help", DivergenceWarning, stacklevel=2)
-    results = table(RunStore(run_dir))
-    atomic.write_bytes(run_dir / "results.csv", results.to_csv(index=False).encode())
+    results = write_csv(exp.store)  # the store that checked the units as they were trained
     return Ticket(run_dir, results, verdicts(results, delta=delta, seeds=cfg.seeds), cfg.seeds, user)
 
 
@@ -157,19 +157,13 @@ def _interactive() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def _all_units(cfg):
-    from lottery.imp.branches import level_units
-
-    return [u for level in range(cfg.levels + 1) for u in level_units(cfg, level)]
-
-
 def _plan_line(exp: Experiment, cfg: ExperimentConfig, template: nn.Module, data) -> str:
     """One line before the work: how many trainings of how many steps, and about how long."""
-    from lottery.imp.branches import level_units
-
-    units = _all_units(cfg)
-    todo = {lv: [u for u in level_units(cfg, lv) if not exp.store.is_done(u)] for lv in range(cfg.levels + 1)}
-    todo = {lv: us for lv, us in todo.items() if us}
+    units = all_units(cfg)
+    todo: dict[int, list] = {}
+    for u in units:
+        if not exp.store.is_done(u):
+            todo.setdefault(u.level, []).append(u)
     about = "nothing to train: all done"
     if todo:
         group = len(cfg.seeds) * len(cfg.branches)

@@ -145,7 +145,6 @@ def run_lanes(work: list) -> None:
     any lane fails or this thread is interrupted; lanes check it between steps. Returns when all
     are done, raising the first failure."""
     stop, failures = threading.Event(), []
-    saved = torch.get_num_threads()
 
     def lane(fn):
         torch.set_num_threads(1)
@@ -157,17 +156,16 @@ def run_lanes(work: list) -> None:
 
     helpers = [threading.Thread(target=lane, args=(fn,), name=f"lottery-lane-{i}", daemon=True)
                for i, fn in enumerate(work[1:], 1)]
-    torch.set_num_threads(1)
-    try:
-        for t in helpers:
-            t.start()
-        work[0](stop)
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        for t in helpers:
-            t.join()
-        torch.set_num_threads(saved)
+    with one_thread():
+        try:
+            for t in helpers:
+                t.start()
+            work[0](stop)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for t in helpers:
+                t.join()
     if failures:
         raise failures[0]

@@ -126,3 +126,8 @@ def level_units(cfg, level: int) -> list[Unit]:
     branch asked for, seed by seed."""
     branches = ["imp"] if level == 0 else list(cfg.branches)
     return [Unit(level, b, s) for s in cfg.seeds for b in branches]
+
+
+def all_units(cfg) -> list[Unit]:
+    """Every unit of the run, level by level."""
+    return [u for level in range(cfg.levels + 1) for u in level_units(cfg, level)]

@@ -27,7 +27,7 @@ from lottery.engine import Options as EngineOptions
 from lottery.engine import Replicate, ReplicateResult
 from lottery.errors import ConfigError
 from lottery.execute import Job, Reporter
-from lottery.imp.branches import BRANCHES, level_units
+from lottery.imp.branches import BRANCHES, all_units
 from lottery.imp.environment import environment
 from lottery.imp.starts import Start
 from lottery.pruning import (
@@ -216,8 +216,7 @@ class Experiment:
         return True
 
     def _pending(self) -> list[Unit]:
-        return [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)
-                if u not in self._handed and not self.store.is_done(u)]
+        return [u for u in all_units(self.cfg) if u not in self._handed and not self.store.is_done(u)]
 
     def _inputs_done(self, unit: Unit) -> bool:
         if unit.level > 0 and not self.store.is_done(Unit(unit.level - 1, "imp", unit.seed)):
@@ -252,12 +251,12 @@ class Experiment:
 
     # --- running ---------------------------------------------------------------------------
     def run(self) -> Path:
-        all_units = [u for level in range(self.cfg.levels + 1) for u in level_units(self.cfg, level)]
-        self.store.tidy(all_units)
-        self.reporter.start(len(all_units), sum(self.store.is_done(u) for u in all_units))
+        units = all_units(self.cfg)
+        self.store.tidy(units)
+        self.reporter.start(len(units), sum(self.store.is_done(u) for u in units))
         started = time.time()
         record = {"levels": self.cfg.levels, "seeds": list(self.cfg.seeds), "branches": list(self.cfg.branches),
-                  "units": len(all_units), "vectorise": self.options.vectorise and self.plan.groups,
+                  "units": len(units), "vectorise": self.options.vectorise and self.plan.groups,
                   "executor": self.executor.name, **self.plan.record(), **environment(self.plan.device)}
         self.store.log_invocation({"event": "started", "time": started, **record})
         outcome = "interrupted"
