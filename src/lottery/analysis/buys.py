@@ -3,6 +3,7 @@ speed compiled sparse against the same network run dense, measured on the machin
 the report (one thread; lottery.sparse).
 """
 
+import time
 
 import torch
 from torch import nn
@@ -10,9 +11,11 @@ from torch import nn
 from lottery import models
 from lottery.analysis.verdict import Verdict
 from lottery.data import DATASETS
+from lottery.engine.lanes import one_thread
 from lottery.store import RunStore, Unit
 
-CALLS = 200
+CALLS = 200  # timed calls a measurement, at most
+SECONDS = 1.0  # about how long one measurement may take: a big network (VGG-16) gets fewer calls, not minutes
 
 
 def _multiply_adds(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
@@ -55,20 +58,23 @@ def measure(store: RunStore, verdict: Verdict) -> dict | None:
 
     dense_bytes = len(save({k: v.contiguous() for k, v in dense_state.items()}))
     ticket_bytes = len(ticket_file.encode(state, masks, info))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = {"level": at, "seed": unit.seed, "fraction_remaining": info["fraction_remaining"],
-               "dense_bytes": dense_bytes, "ticket_bytes": ticket_bytes}
+    def timed(fn, x) -> float:
+        with torch.no_grad():
+            start = time.perf_counter()
+            fn(x)
+            once = time.perf_counter() - start
+        calls = max(5, min(CALLS, int(SECONDS / max(once, 1e-9))))
+        return median_seconds(fn, x, calls, warmup=min(10, calls))
+
+    out = {"level": at, "seed": unit.seed, "fraction_remaining": info["fraction_remaining"],
+           "dense_bytes": dense_bytes, "ticket_bytes": ticket_bytes}
+    with one_thread():
         for batch in (1, 64):
             x = torch.randn(batch, *source.input_shape, generator=torch.Generator().manual_seed(batch))
             fast = sparse.compile(net, batch_size=batch)
-            out[f"dense_s_b{batch}"] = median_seconds(net, x, CALLS, warmup=10)
-            out[f"sparse_s_b{batch}"] = median_seconds(fast, x, CALLS, warmup=10)
+            out[f"dense_s_b{batch}"], out[f"sparse_s_b{batch}"] = timed(net, x), timed(fast, x)
             out[f"how_b{batch}"] = ", ".join(sorted({c[1] for c in getattr(fast, "choices", [])})) or "dense"
         out["kept_macs"], out["all_macs"] = _multiply_adds(net, x)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
