@@ -1,11 +1,13 @@
 """The user cache directory: where derived data (a verified MNIST, a generated MNIST-1D) is kept."""
 
+import hashlib
 import os
 from pathlib import Path
 
 import torch
 
 from lottery import atomic
+from lottery.errors import DataError
 
 
 def cache_dir() -> Path:
@@ -24,3 +26,10 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A cached file's tensors (lottery.atomic.DamagedFile when it is damaged: the caller rebuilds it)."""
     return atomic.read_tensors(path)
+
+
+def check_md5(name: str, data: bytes, expected: str) -> None:
+    """Refuse a data file whose MD5 is not the one its publisher gives (DataError, one line)."""
+    actual = hashlib.md5(data).hexdigest()
+    if actual != expected:
+        raise DataError(f"{name}: MD5 {actual} does not match the published {expected}; refusing the file")

@@ -16,7 +16,6 @@ A verified copy goes to the user cache. Images are scaled to [0, 1] and normalis
 with the training set's mean and standard deviation.
 """
 
-import hashlib
 import io
 import os
 import tarfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lottery.data.cache import cache_dir, load_tensors, save_tensors
+from lottery.data.cache import cache_dir, check_md5, load_tensors, save_tensors
 from lottery.data.pickles import arrays_only
 from lottery.errors import DataError, DataWarning
 
@@ -127,9 +126,7 @@ def from_python(files: dict[str, bytes], checksums: dict[str, str] | None = None
     sums = checksums or PY_MD5
     parsed = {}
     for name, data in files.items():
-        actual = hashlib.md5(data).hexdigest()
-        if actual != sums[name]:
-            raise DataError(f"{name}: MD5 {actual} does not match the published {sums[name]}; refusing the file")
+        check_md5(name, data, sums[name])
         batch = arrays_only(data, encoding="bytes")
         pixels, labels = batch.get(b"data") if isinstance(batch, dict) else None, \
             batch.get(b"labels") if isinstance(batch, dict) else None
@@ -145,9 +142,7 @@ def from_archive(data: bytes, name: str, md5: str, checksums: dict[str, str] | N
                  records: int = RECORDS) -> dict[str, torch.Tensor]:
     """A downloaded archive, checked against its published MD5, its members read in memory (no
     file is extracted to disk)."""
-    actual = hashlib.md5(data).hexdigest()
-    if actual != md5:
-        raise DataError(f"{name}: MD5 {actual} does not match the published {md5}; refusing the file")
+    check_md5(name, data, md5)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         if "binary" in name:

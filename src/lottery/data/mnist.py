@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lottery.atomic import DamagedFile
-from lottery.data.cache import cache_dir, load_tensors, save_tensors
+from lottery.data.cache import cache_dir, check_md5, load_tensors, save_tensors
 from lottery.data.pickles import arrays_only
 from lottery.errors import DataError, DataWarning
 
@@ -123,9 +123,7 @@ def read_idx_dir(folder: Path) -> dict[str, bytes]:
 def _verified(raw: dict[str, bytes], checksums=None) -> dict[str, bytes]:
     for key, data in raw.items():
         name, expected = (checksums or MD5)[key]
-        actual = hashlib.md5(data).hexdigest()
-        if actual != expected:
-            raise DataError(f"{name}: MD5 {actual} does not match the published {expected}; refusing the file")
+        check_md5(name, data, expected)
     return raw
 
 

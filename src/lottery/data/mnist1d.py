@@ -43,11 +43,12 @@ def load():
             t = None
     if t is None:
         t = _generate()
-        if digest(t) != SHA256:
+        generated = digest(t)
+        if generated != SHA256:
             warnings.warn("MNIST-1D as generated here differs from the reference generation (another mnist1d or "
                           "numpy version?); numbers will not compare with runs made elsewhere", DataWarning,
                           stacklevel=2)
-        save_tensors(path, t, {GENERATED: digest(t)})
+        save_tensors(path, t, {GENERATED: generated})
     return t["x"], t["y"], t["test_x"], t["test_y"]
 
 

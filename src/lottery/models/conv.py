@@ -14,16 +14,7 @@ import torch
 from torch import nn
 
 from lottery.errors import ConfigError
-
-
-def glorot(module: nn.Module) -> nn.Module:
-    """Gaussian Glorot weights and zero biases for every convolution and linear layer, as in the paper."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            nn.init.xavier_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return module
+from lottery.models.mlp import glorot
 
 
 def _flat_size(features: nn.Module, shape: tuple[int, ...]) -> int:

@@ -7,6 +7,16 @@ from torch import nn
 from lottery.errors import ConfigError
 
 
+def glorot(module: nn.Module) -> nn.Module:
+    """Gaussian Glorot weights and zero biases for every convolution and linear layer, as in the paper."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 class MLP(nn.Sequential):
     """Flatten → (Linear → ReLU)* → Linear, Glorot-normal weights and zero biases, as in the paper."""
 
@@ -17,10 +27,7 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
         super().__init__(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_normal_(m.weight)
-                nn.init.zeros_(m.bias)
+        glorot(self)
 
 
 def _features(input_shape, expected=None, model=""):
