@@ -102,15 +102,13 @@ def cmd_run(args) -> int:
     run_dirs = [_run_one(exp) for exp in experiments]
     if len(run_dirs) > 1:  # one report comparing the rewinding points side by side
         from lottery.analysis.report import write_report
-        from lottery.store import RunStore
 
-        html_path, _ = write_report([RunStore(d) for d in run_dirs], run_dirs[-1] / "report-rewinding", seeds=cfg.seeds)
+        html_path, _ = write_report([e.store for e in experiments], run_dirs[-1] / "report-rewinding", seeds=cfg.seeds)
         print(f"rewinding comparison: {html_path}")
     for d in run_dirs:
         print(d)
-    diverged = [e for e in experiments if e.diverged_units()]
-    if diverged:
-        units = [u for e in diverged for u in e.diverged_units()]
+    units = [u for e in experiments for u in e.diverged_units()]
+    if units:
         print(f"lottery: {len(units)} unit(s) diverged (their loss stopped being finite), e.g. {units[0]}: see the "
               "verdict and the diverged_step column of results.csv; a lower learning rate may help", file=sys.stderr)
         return EXIT_DIVERGED
@@ -123,7 +121,6 @@ EXIT_DIVERGED = 3  # the run finished, but some trainings diverged: their number
 def _run_one(exp):
     """One experiment: run it, then its table, verdict (on the seeds asked for), figure and report."""
     from lottery import atomic
-    from lottery.store import RunStore
 
     cfg = exp.cfg
     print(f"run {exp.store.run_dir} (config hash {cfg.hash()}): {cfg.levels} levels, seeds "
@@ -134,7 +131,7 @@ def _run_one(exp):
     from lottery.analysis.table import write_csv
     from lottery.analysis.verdict import verdicts
 
-    store = RunStore(run_dir)
+    store = exp.store  # the store that checked the units as they were trained
     df = write_csv(store)  # every unit the store holds; the verdict, figure and report: the seeds asked for
     vs = verdicts(df, seeds=cfg.seeds)
     for line in [line for v in vs for line in v.lines()] + [vs[0].rule]:
