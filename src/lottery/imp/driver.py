@@ -76,6 +76,10 @@ class Experiment:
                  executor: execute.Executor | None = None):
         check_names(cfg, custom_data=data is not None, custom_model=model_factory is not None)
         engine.resolve_device(options.engine.device)  # before any work: a bad device fails at once
+        if cfg.prune.scope == "nm" and cfg.levels >= cfg.prune.nm_group:
+            raise ConfigError(f"N:M pruning with prune.nm_group={cfg.prune.nm_group} has {cfg.prune.nm_group - 1} levels "
+                              f"({cfg.prune.nm_group - 1}:{cfg.prune.nm_group} down to 1:{cfg.prune.nm_group}); "
+                              f"levels={cfg.levels} asks for more")
         self.cfg, self.options = cfg, options
         self.train_config, self.augment = cfg.train, cfg.data.augment
         self.reporter = reporter or Reporter()
@@ -98,10 +102,6 @@ class Experiment:
             raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {n} training examples "
                               f"(after {len(self.data.val_x)} are held out for validation)")
         self.rewind_step = to_steps(cfg.rewind_step, cfg.train.steps_per_epoch(n))
-        if cfg.prune.scope == "nm" and cfg.levels >= cfg.prune.nm_group:
-            raise ConfigError(f"N:M pruning with prune.nm_group={cfg.prune.nm_group} has {cfg.prune.nm_group - 1} levels "
-                              f"({cfg.prune.nm_group - 1}:{cfg.prune.nm_group} down to 1:{cfg.prune.nm_group}); "
-                              f"levels={cfg.levels} asks for more")
         if self.rewind_step > self.total_steps:
             raise ConfigError(f"rewind_step={cfg.rewind_step} ({self.rewind_step} steps) is past the end of "
                               f"training ({self.total_steps} steps)")
