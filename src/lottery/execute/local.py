@@ -7,7 +7,7 @@ Stacks that gain nothing from grouping (and `vectorise=False`) train one unit at
 """
 
 from lottery import engine
-from lottery.execute.work import Job, Work
+from lottery.execute.work import Job, Work, group_of
 from lottery.seeds import derive
 
 
@@ -38,9 +38,7 @@ class LocalExecutor:
         name = f"level_{first.unit.level:02d}-" + derive(0, *[j.unit.key for j in jobs]).to_bytes(8, "big").hex()
         checkpoint = work.checkpoint(name, [j.unit for j in jobs])
         work.reporter.group(work.describe(jobs), work.train_config.total_steps(len(work.train_data.train_x)), len(jobs))
-        group = engine.Group(work.template, [j.replicate for j in jobs], work.train_data, work.train_config,
-                             start_step=first.start_step, snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode,
-                             augment=work.augment)
+        group = group_of(jobs, work.template, work.train_data, work.train_config, work.augment)
         results = engine.train(group, work.plan, checkpoint=checkpoint, progress=work.reporter.step)
         for job, result in zip(jobs, results):
             work.finish(job, result)

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from lottery import engine
 from lottery.errors import ConfigError, ExecutorError, LotteryError
-from lottery.execute.work import Job, Work
+from lottery.execute.work import Job, Work, group_of
 
 RETRIES = 3  # a task's retries when its worker or node dies (a deterministic error is not retried)
 POLL = 0.5  # seconds between the driver's looks at finished tasks and progress
@@ -45,7 +45,6 @@ def train_task(template, data, train_config, augment, plan, jobs, progress, key,
     import ray
 
     _task_threads(cpus)
-    first = jobs[0]
     total = train_config.total_steps(len(data.train_x))
     node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
     progress.post.remote(key, 0, total, None, node)
@@ -57,9 +56,7 @@ def train_task(template, data, train_config, augment, plan, jobs, progress, key,
             last[0] = now
             progress.post.remote(key, step, total, metrics, node)
 
-    group = engine.Group(template, [j.replicate for j in jobs], data, train_config, start_step=first.start_step,
-                         snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode, augment=augment)
-    results = engine.train(group, plan, progress=report)
+    results = engine.train(group_of(jobs, template, data, train_config, augment), plan, progress=report)
     return results, {"node": node, "host": socket.gethostname()}
 
 

@@ -5,6 +5,7 @@ from typing import Protocol
 
 from torch import nn
 
+from lottery import engine
 from lottery.config import TrainConfig
 from lottery.data import Dataset
 from lottery.engine import Plan, Replicate, ReplicateResult
@@ -21,6 +22,14 @@ class Job:
     snapshot_steps: tuple[int, ...] = ()
     lr_mode: str = "schedule"
     record: dict = field(default_factory=dict)  # the driver's own columns for the unit; executors pass it on
+
+
+def group_of(jobs: list[Job], template: nn.Module, data: Dataset, train_config: TrainConfig,
+             augment: str) -> engine.Group:
+    """The engine's group that trains `jobs` together (they share start step, snapshots and rate mode)."""
+    first = jobs[0]
+    return engine.Group(template, [j.replicate for j in jobs], data, train_config, start_step=first.start_step,
+                        snapshot_steps=first.snapshot_steps, lr_mode=first.lr_mode, augment=augment)
 
 
 class Reporter:
