@@ -190,8 +190,8 @@ def _seconds_a_step(exp: Experiment, template: nn.Module, data, train: TrainConf
     state = template.state_dict()
     mask = dense(dict(template.named_parameters()), exp.prunable)
     reps = [Replicate(apply(state, mask), mask, data_seed=i) for i in range(group)]
-    small = data.__class__(data.name, data.train_x, data.train_y, data.val_x[:64], data.val_y[:64],
-                           data.test_x[:64], data.test_y[:64], data.num_classes)
+    small = replace(data, val_x=data.val_x[:64], val_y=data.val_y[:64], test_x=data.test_x[:64],
+                    test_y=data.test_y[:64])
     seconds = []
     for steps in (2, 10):
         start = time.perf_counter()

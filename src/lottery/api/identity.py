@@ -48,12 +48,17 @@ def _bytecode(code: types.CodeType) -> bytes:
     return b"".join(parts)
 
 
+def _functions_of(obj) -> list:
+    """A class's own functions (its methods as written), or a function itself."""
+    if isinstance(obj, type):
+        return [f for f in vars(obj).values() if isinstance(f, types.FunctionType)]
+    return [obj] if isinstance(obj, types.FunctionType) else []
+
+
 def _functions_called(obj) -> list:
     """The plain functions of `obj`'s own module that its code names (one level deep)."""
     module = inspect.getmodule(obj)
-    codes = [f.__code__ for f in vars(obj).values() if isinstance(f, types.FunctionType)] if isinstance(obj, type) \
-        else [obj.__code__] if isinstance(obj, types.FunctionType) else []
-    names = {n for c in codes for n in c.co_names}
+    names = {n for f in _functions_of(obj) for n in f.__code__.co_names}
     found = [getattr(module, n, None) for n in sorted(names)] if module else []
     return [f for f in found if isinstance(f, types.FunctionType) and f.__module__ == getattr(module, "__name__", None)]
 
@@ -78,9 +83,7 @@ def code(obj, seen: set | None = None) -> tuple[str, bool]:
             h.update(inspect.getsource(obj).encode())
     except (OSError, TypeError):  # typed into an interactive session: no file to read
         complete = False
-        functions = [f for f in vars(obj).values() if isinstance(f, types.FunctionType)] if isinstance(obj, type) \
-            else [obj] if isinstance(obj, types.FunctionType) else []
-        for f in functions:
+        for f in _functions_of(obj):
             h.update(_bytecode(f.__code__))
     for f in _functions_called(obj):
         digest, read = code(f, seen)
