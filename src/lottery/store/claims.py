@@ -68,9 +68,11 @@ class Claims:
 
     def holder(self, unit) -> dict | None:
         """Who trains `unit` now (None: nobody): what its claimant wrote in the lock file."""
+        if unit in self._held:
+            return {"host": socket.gethostname(), "pid": os.getpid()}
         path = self._path(unit)
-        if unit in self._held or not path.exists():
-            return {"host": socket.gethostname(), "pid": os.getpid()} if unit in self._held else None
+        if not path.exists():
+            return None
         with open(path) as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
